@@ -1,0 +1,98 @@
+/* authscore.h - public API: SPF, DKIM and DMARC verdicts for one SMTP transaction and message */
+#ifndef AUTHSCORE_H
+#define AUTHSCORE_H
+
+#include <stddef.h>
+
+/* RFC 8601 result words.  AS_POLICY: signed, but refused by local policy
+ * (rsa-sha1, RSA key under 1024 bits, evaluation limit). */
+enum as_result {
+    AS_NONE = 0, AS_PASS, AS_FAIL, AS_SOFTFAIL, AS_NEUTRAL,
+    AS_TEMPERROR, AS_PERMERROR, AS_POLICY
+};
+const char *as_result_str(enum as_result r);
+
+struct as_spf {
+    enum as_result result;
+    char *domain;          /* the identity's domain checked, NULL if none */
+    int helo;              /* 1 when the HELO identity was checked (null MAIL FROM) */
+    char *mail_from;       /* the identity as checked: local@domain or postmaster@helo */
+    char *explanation;     /* fail only: exp= text or the receiver's default */
+    char *reason;          /* one short human line: why this result */
+};
+
+struct as_dkim_sig {
+    enum as_result result;
+    char *domain, *selector, *algorithm, *identity;
+    unsigned key_bits;     /* 0 when unknown or ed25519 */
+    long body_length;      /* the l= tag, -1 when absent */
+    char b[9];             /* first 8 characters of b=, for header.b */
+    char *reason;
+};
+
+struct as_dkim {
+    struct as_dkim_sig *sigs;
+    size_t n;              /* evaluated signatures */
+    size_t ignored;        /* signatures beyond the limit, not evaluated */
+};
+
+struct as_dmarc {
+    enum as_result result;
+    char *from_domain;     /* RFC5322.From domain; NULL when there is no usable From */
+    char *org_domain;      /* its organizational domain (libpsl) */
+    char *policy;          /* published policy that applies: "none", "quarantine", "reject"; NULL if no record */
+    char *disposition;     /* what the policy asks after pct: "none", "quarantine", "reject" */
+    int spf_aligned, dkim_aligned;
+    int pct;               /* published pct, 100 by default */
+    int policy_is_sp;      /* the sp= tag applied */
+    char *rua;             /* published rua, for reporting; NULL if none */
+    char *reason;
+    unsigned flags;        /* AS_DMARC_* */
+};
+#define AS_DMARC_NO_FROM      1u  /* no usable RFC5322.From */
+#define AS_DMARC_MULTI_FROM   2u  /* several From headers or addresses */
+
+struct as_envelope {
+    const char *ip;        /* client address, IPv4 or IPv6 text */
+    const char *helo;      /* may be NULL */
+    const char *mail_from; /* may be NULL or "" (null sender) */
+};
+
+struct as_config {
+    const char *authserv_id;     /* default: the host name */
+    const char **dns_servers;    /* NULL-terminated "HOST[:PORT]" list; NULL = resolv.conf */
+    const char **zones;          /* NULL-terminated master files: offline backend */
+    unsigned dns_timeout_ms;     /* 0 = 2000 */
+    unsigned dns_budget_ms;      /* 0 = 8000 */
+    unsigned max_dkim_sigs;      /* 0 = 10 */
+    const char *receiver;        /* SPF %{r}; default the authserv-id */
+};
+
+struct as_verdict {
+    struct as_spf spf;
+    struct as_dkim dkim;
+    struct as_dmarc dmarc;
+    char *authentication_results;  /* header value, without the field name */
+};
+
+typedef struct as_engine as_engine;
+
+/* Create an engine; cheap: libraries and the suffix list load on first use.
+ * Returns NULL with a one-line reason in err on a configuration error. */
+as_engine *as_engine_new(const struct as_config *cfg, char *err, size_t errlen);
+void as_engine_free(as_engine *e);
+
+/* Evaluate one message (raw RFC 5322 bytes, CRLF or LF).  Fills *v, which the
+ * caller releases with as_verdict_clear().  Returns 0; -1 only on out-of-memory
+ * (v is then cleared). */
+int as_check(as_engine *e, const struct as_envelope *env, const char *msg, size_t len, struct as_verdict *v);
+
+/* SPF alone (MAIL/RCPT time). Returns 0 or -1 as as_check. */
+int as_check_spf(as_engine *e, const struct as_envelope *env, struct as_spf *out);
+
+void as_verdict_clear(struct as_verdict *v);
+void as_spf_clear(struct as_spf *s);
+void as_dkim_clear(struct as_dkim *d);
+void as_dmarc_clear(struct as_dmarc *d);
+
+#endif

@@ -1,0 +1,81 @@
+/* dns.h - one DNS interface for SPF, DKIM and DMARC: a per-process cache over swappable backends */
+#ifndef AUTHSCORE_DNS_H
+#define AUTHSCORE_DNS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <netinet/in.h>
+
+/* RR types we ask for (values are the IANA numbers). */
+enum {
+    DNS_T_A = 1, DNS_T_NS = 2, DNS_T_CNAME = 5, DNS_T_SOA = 6, DNS_T_PTR = 12,
+    DNS_T_MX = 15, DNS_T_TXT = 16, DNS_T_AAAA = 28
+};
+
+/* Outcome of one question.  Every kind of trouble (timeout, SERVFAIL, REFUSED,
+ * garbage, CNAME loop, budget exhausted) is DNS_TEMPFAIL: callers turn it into
+ * temperror, never into a pass or a permanent failure. */
+enum dns_status { DNS_OK = 0, DNS_NXDOMAIN, DNS_NODATA, DNS_TEMPFAIL };
+
+struct dns_rr {
+    uint16_t type;
+    uint32_t ttl;
+    union {
+        struct in_addr a;
+        struct in6_addr aaaa;
+        struct { uint16_t pref; char *host; } mx;   /* host without trailing dot, "" for "." */
+        char *name;                                 /* PTR, CNAME, NS target, no trailing dot */
+        struct { char *data; size_t len; } txt;     /* one RR: its strings joined, may hold NUL */
+    } u;
+};
+
+/* An answer holds the RRs of the asked type at the asked name, after CNAMEs were
+ * followed (at most 8).  It is reference counted: dns_query() hands the caller one
+ * reference, released with dns_answer_release(). */
+struct dns_answer {
+    enum dns_status status;
+    uint32_t ttl;          /* how long it may be cached: min RR TTL, or SOA minimum for NXDOMAIN/NODATA */
+    size_t n;
+    struct dns_rr *rr;
+    int refs;
+    char errstr[64];       /* for DNS_TEMPFAIL: a short reason ("timeout", "SERVFAIL", "budget") */
+};
+
+struct dns_config {
+    const char **servers;  /* "HOST[:PORT]", NULL-terminated; NULL or empty = /etc/resolv.conf */
+    const char **zones;    /* master files, NULL-terminated; when set, zones answer everything */
+    unsigned timeout_ms;   /* per query, default 2000 */
+    unsigned budget_ms;    /* per message, default 8000 */
+    unsigned cache_max;    /* entries in the per-process cache, default 4096; 0 = default */
+};
+
+typedef struct dns_ctx dns_ctx;
+
+/* Create a resolver.  Returns NULL on error with a one-line reason in err. */
+dns_ctx *dns_new(const struct dns_config *cfg, char *err, size_t errlen);
+void dns_free(dns_ctx *d);
+
+/* Zone backend extras, for tests and the offline demo: load master-file text
+ * (origin may be NULL), and make a name answer DNS_TEMPFAIL for every type, as
+ * if its server timed out.  Return 0, or -1 with a reason in err. */
+int dns_zone_add_text(dns_ctx *d, const char *text, const char *origin, char *err, size_t errlen);
+int dns_zone_add_timeout(dns_ctx *d, const char *name);
+
+/* Start the per-message time budget; questions asked once it is spent answer
+ * DNS_TEMPFAIL with errstr "budget". */
+void dns_budget_start(dns_ctx *d);
+
+/* Ask a question ahead of need, so independent lookups run concurrently.
+ * Harmless if the answer is cached or already pending. */
+void dns_prefetch(dns_ctx *d, const char *name, uint16_t type);
+
+/* Ask a question; blocks until answered, timed out or the budget is spent.
+ * Never returns NULL: on out-of-memory a static DNS_TEMPFAIL answer comes back.
+ * The caller owns one reference. */
+struct dns_answer *dns_query(dns_ctx *d, const char *name, uint16_t type);
+void dns_answer_release(struct dns_answer *a);
+
+/* Questions sent to a backend since dns_new (cache misses), for tests and bench. */
+unsigned long dns_stat_queries(const dns_ctx *d);
+
+#endif
