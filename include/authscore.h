@@ -82,6 +82,9 @@ typedef struct as_engine as_engine;
 as_engine *as_engine_new(const struct as_config *cfg, char *err, size_t errlen);
 void as_engine_free(as_engine *e);
 
+/* The authserv-id in use (configured, else the host name). */
+const char *as_engine_authserv_id(const as_engine *e);
+
 /* Evaluate one message (raw RFC 5322 bytes, CRLF or LF).  Fills *v, which the
  * caller releases with as_verdict_clear().  Returns 0; -1 only on out-of-memory
  * (v is then cleared). */

@@ -1,6 +1,8 @@
 #!/bin/sh
 # run.sh BUILD - run every test: C test binaries, then scripts, against a real NSD on loopback.
 BUILD=${1:-build}
+# Debian's python3 (with python3-yaml, python3-authres), not a pyenv shim that lacks them.
+export PATH="/usr/bin:/bin:/usr/sbin:/sbin:$PATH"
 export BUILD AUTHSCORE="$BUILD/authscore" TESTDATA=tests/data
 . tests/lib.sh
 trap 'dns_stop' EXIT INT TERM
@@ -19,7 +21,7 @@ for t in tests/*_test.sh tests/*_test.py; do
     [ -f "$t" ] || continue
     n=$((n + 1))
     log="$BUILD/tests/$(basename "$t").log"
-    case "$t" in *.py) cmd="python3 $t" ;; *) cmd="sh $t" ;; esac
+    case "$t" in *.py) cmd="/usr/bin/python3 $t" ;; *) cmd="sh $t" ;; esac
     if $cmd >"$log" 2>&1; then
         echo "ok   $(basename "$t"): $(tail -n 1 "$log")"
     else

@@ -1,0 +1,158 @@
+/* engine.c - one check: SPF, DKIM and DMARC over a shared DNS context, and the result lifecycle */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "authscore.h"
+#include "authres.h"
+#include "dkim.h"
+#include "dmarc.h"
+#include "dns.h"
+#include "message.h"
+#include "spf.h"
+
+struct as_engine {
+    dns_ctx *dns;
+    dkim_verifier *dkim;       /* created on first message: libopendkim set-up is not free */
+    unsigned max_dkim_sigs;
+    char authserv_id[256];
+    char receiver[256];
+};
+
+const char *as_result_str(enum as_result r)
+{
+    static const char *const words[] = {
+        "none", "pass", "fail", "softfail", "neutral", "temperror", "permerror", "policy"
+    };
+    return (unsigned)r < sizeof words / sizeof *words ? words[r] : "permerror";
+}
+
+/* An authserv-id goes verbatim into a header: a dot-atom of host-name characters only. */
+static int valid_authserv_id(const char *s)
+{
+    if (!*s || strlen(s) > 253) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '-' || *s == '_'))
+            return 0;
+    return 1;
+}
+
+as_engine *as_engine_new(const struct as_config *cfg, char *err, size_t errlen)
+{
+    as_engine *e = calloc(1, sizeof *e);
+    if (!e) { snprintf(err, errlen, "out of memory"); return NULL; }
+    if (cfg->authserv_id) {
+        if (!valid_authserv_id(cfg->authserv_id)) {
+            snprintf(err, errlen, "authserv-id \"%s\": only letters, digits, '.', '-' and '_' allowed",
+                     cfg->authserv_id);
+            goto err;
+        }
+        snprintf(e->authserv_id, sizeof e->authserv_id, "%s", cfg->authserv_id);
+    } else if (gethostname(e->authserv_id, sizeof e->authserv_id - 1) != 0 ||
+               !valid_authserv_id(e->authserv_id)) {
+        snprintf(e->authserv_id, sizeof e->authserv_id, "localhost");
+    }
+    snprintf(e->receiver, sizeof e->receiver, "%s", cfg->receiver ? cfg->receiver : e->authserv_id);
+    e->max_dkim_sigs = cfg->max_dkim_sigs ? cfg->max_dkim_sigs : 10;
+    struct dns_config dc = {
+        .servers = cfg->dns_servers, .zones = cfg->zones,
+        .timeout_ms = cfg->dns_timeout_ms ? cfg->dns_timeout_ms : 2000,
+        .budget_ms = cfg->dns_budget_ms ? cfg->dns_budget_ms : 8000,
+    };
+    e->dns = dns_new(&dc, err, errlen);
+    if (!e->dns) goto err;
+    return e;
+err:
+    free(e);
+    return NULL;
+}
+
+void as_engine_free(as_engine *e)
+{
+    if (!e) return;
+    if (e->dkim) dkim_verifier_free(e->dkim);
+    dns_free(e->dns);
+    free(e);
+}
+
+static void spf_request_from(const as_engine *e, const struct as_envelope *env, struct spf_request *r)
+{
+    memset(r, 0, sizeof *r);
+    r->ip = env->ip;
+    r->helo = env->helo;
+    r->mail_from = env->mail_from;
+    r->receiver = e->receiver;
+}
+
+int as_check_spf(as_engine *e, const struct as_envelope *env, struct as_spf *out)
+{
+    struct spf_request req;
+    spf_request_from(e, env, &req);
+    dns_budget_start(e->dns);
+    return spf_check(e->dns, &req, out);
+}
+
+int as_check(as_engine *e, const struct as_envelope *env, const char *msg, size_t len, struct as_verdict *v)
+{
+    struct message m;
+    struct spf_request req;
+    char err[256];
+
+    memset(v, 0, sizeof *v);
+    if (message_parse(&m, msg, len) != 0) return -1;
+    if (!e->dkim && !(e->dkim = dkim_verifier_new(e->max_dkim_sigs, err, sizeof err))) {
+        message_free(&m);   /* without a verifier DMARC could fail good mail: report trouble */
+        return -1;
+    }
+    dns_budget_start(e->dns);
+    spf_request_from(e, env, &req);
+    if (spf_check(e->dns, &req, &v->spf) != 0) goto err;
+    if (dkim_verify(e->dkim, e->dns, &m, &v->dkim) != 0) goto err;
+    if (dmarc_check(e->dns, &m, &v->spf, &v->dkim, &v->dmarc) != 0) goto err;
+    v->authentication_results = authres_format(e->authserv_id, v);
+    if (!v->authentication_results) goto err;
+    message_free(&m);
+    return 0;
+err:
+    message_free(&m);
+    as_verdict_clear(v);
+    return -1;
+}
+
+const char *as_engine_authserv_id(const as_engine *e)
+{
+    return e->authserv_id;
+}
+
+void as_spf_clear(struct as_spf *s)
+{
+    free(s->domain); free(s->mail_from); free(s->explanation); free(s->reason);
+    memset(s, 0, sizeof *s);
+}
+
+void as_dkim_clear(struct as_dkim *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        struct as_dkim_sig *s = &d->sigs[i];
+        free(s->domain); free(s->selector); free(s->algorithm); free(s->identity); free(s->reason);
+    }
+    free(d->sigs);
+    memset(d, 0, sizeof *d);
+}
+
+void as_dmarc_clear(struct as_dmarc *d)
+{
+    free(d->from_domain); free(d->org_domain); free(d->policy); free(d->disposition);
+    free(d->rua); free(d->reason);
+    memset(d, 0, sizeof *d);
+}
+
+void as_verdict_clear(struct as_verdict *v)
+{
+    as_spf_clear(&v->spf);
+    as_dkim_clear(&v->dkim);
+    as_dmarc_clear(&v->dmarc);
+    free(v->authentication_results);
+    memset(v, 0, sizeof *v);
+}
