@@ -43,7 +43,8 @@ struct dns_answer {
 
 struct dns_config {
     const char **servers;  /* "HOST[:PORT]", NULL-terminated; NULL or empty = /etc/resolv.conf */
-    const char **zones;    /* master files, NULL-terminated; when set, zones answer everything */
+    const char **zones;    /* master files, NULL-terminated; when set (even to an empty list),
+                            * zones answer everything and names outside them are NXDOMAIN */
     unsigned timeout_ms;   /* per query, default 2000 */
     unsigned budget_ms;    /* per message, default 8000 */
     unsigned cache_max;    /* entries in the per-process cache, default 4096; 0 = default */
@@ -53,16 +54,28 @@ typedef struct dns_ctx dns_ctx;
 
 /* Create a resolver.  Returns NULL on error with a one-line reason in err. */
 dns_ctx *dns_new(const struct dns_config *cfg, char *err, size_t errlen);
+/* Cancels questions in flight; answers callers still hold stay valid. */
 void dns_free(dns_ctx *d);
 
-/* Zone backend extras, for tests and the offline demo: load master-file text
- * (origin may be NULL), and make a name answer DNS_TEMPFAIL for every type, as
- * if its server timed out.  Return 0, or -1 with a reason in err. */
+/* Zone backend extras, for tests and the offline demo (d must have been created
+ * with cfg->zones set).  dns_zone_add_text loads master-file text strictly (origin
+ * may be NULL): a bad line fails it whole, naming the line in err.  Returns 0, or
+ * -1 with a reason in err.  Every zone change flushes the cache. */
 int dns_zone_add_text(dns_ctx *d, const char *text, const char *origin, char *err, size_t errlen);
+/* Make name answer DNS_TEMPFAIL "timeout", as if its server timed out, for every
+ * type that has no records there (the RFC 7208 suite's TIMEOUT: records listed for
+ * the name still answer).  dns_zone_add_timeout_type times out one type even if it
+ * has records.  Return 0, or -1 when d has no zones, the name is bad, or OOM. */
 int dns_zone_add_timeout(dns_ctx *d, const char *name);
+int dns_zone_add_timeout_type(dns_ctx *d, const char *name, uint16_t type);
+
+/* Zone files are read leniently (third-party test zones are sloppy): bad lines are
+ * skipped.  Returns NULL, or one line naming the first skipped line and the count. */
+const char *dns_zone_warning(const dns_ctx *d);
 
 /* Start the per-message time budget; questions asked once it is spent answer
- * DNS_TEMPFAIL with errstr "budget". */
+ * DNS_TEMPFAIL with errstr "budget", cached or not.  Before the first call only
+ * the per-query timeouts bound a question. */
 void dns_budget_start(dns_ctx *d);
 
 /* Ask a question ahead of need, so independent lookups run concurrently.
@@ -71,7 +84,8 @@ void dns_prefetch(dns_ctx *d, const char *name, uint16_t type);
 
 /* Ask a question; blocks until answered, timed out or the budget is spent.
  * Never returns NULL: on out-of-memory a static DNS_TEMPFAIL answer comes back.
- * The caller owns one reference. */
+ * A name no query could carry (a label over 63 octets, an empty label, over 255
+ * octets) is DNS_NXDOMAIN without asking.  The caller owns one reference. */
 struct dns_answer *dns_query(dns_ctx *d, const char *name, uint16_t type);
 void dns_answer_release(struct dns_answer *a);
 
