@@ -13,7 +13,8 @@ dkim_verifier *dkim_verifier_new(unsigned max_sigs, char *err, size_t errlen);
 void dkim_verifier_free(dkim_verifier *v);
 
 /* Verify every DKIM-Signature of m (up to max_sigs, the rest counted as ignored).
- * Fills out (caller releases with as_dkim_clear). Returns 0, -1 on out-of-memory. */
-int dkim_verify(dkim_verifier *v, dns_ctx *dns, const struct message *m, struct as_dkim *out);
+ * Fills out (caller releases with as_dkim_clear). Returns 0, or -1 on out-of-memory
+ * (out is then empty).  Not dkim_verify: libopendkim exports that name. */
+int dkim_check(dkim_verifier *v, dns_ctx *dns, const struct message *m, struct as_dkim *out);
 
 #endif

@@ -70,9 +70,10 @@ int message_parse(struct message *m, const char *data, size_t len)
             fend = (e2 && e2 > q && e2[-1] == '\r') ? e2 - 1 : (e2 ? e2 : end);
             q = n2;
         }
-        if (m->nhdr == MSG_MAX_HEADERS) {
-            m->flags |= MSG_F_TOO_MANY_HEADERS;
-        } else {
+        /* Past the limit only From fields are kept: DMARC must still see who claims to send. */
+        int over = m->nhdr >= MSG_MAX_HEADERS;
+        if (over) m->flags |= MSG_F_TOO_MANY_HEADERS;
+        if (!over || (nlen == 4 && strncasecmp(p, "From", 4) == 0 && m->nhdr < MSG_MAX_HEADERS + 16)) {
             if (m->nhdr == cap) {
                 size_t ncap = cap ? cap * 2 : 32;
                 struct msg_header *h = realloc(m->hdr, ncap * sizeof *h);

@@ -84,6 +84,11 @@ static void test_bounds(void)
     CHECK(m.nhdr == MSG_MAX_HEADERS && (m.flags & MSG_F_TOO_MANY_HEADERS));
     CHECK(m.body_len == 4);
     message_free(&m);
+    len -= 6;                                    /* a From after the limit is still kept */
+    len += (size_t)sprintf(big + len, "From: late@example.com\r\n\r\nbody");
+    CHECK(message_parse(&m, big, len) == 0);
+    CHECK(m.nhdr == MSG_MAX_HEADERS + 1 && message_header(&m, "from", 0) != NULL);
+    message_free(&m);
     free(big);
 
     size_t hl = 1 << 20;                          /* one 1 MiB folded header */
