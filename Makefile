@@ -11,7 +11,7 @@ ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude $(shell pkg-c
 LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lspf2 -lopendmarc -lhiredis -lcrypto -lm
 
 LIB_SRC := $(filter-out plugin/cli.c plugin/exim.c,$(wildcard plugin/*.c))
-LIB_OBJ := $(LIB_SRC:plugin/%.c=$(BUILD)/obj/%.o)
+LIB_OBJ := $(LIB_SRC:plugin/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/default_rules.o
 SO_OBJ  := $(LIB_OBJ) $(if $(wildcard plugin/exim.c),$(BUILD)/obj/exim.o)
 TEST_SRC := $(wildcard tests/*_test.c tests/*_suite.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -28,6 +28,15 @@ $(BUILD)/obj/%.o: plugin/%.c $(wildcard include/*.h plugin/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# The default ruleset is compiled in: nothing to find or read at start-up.
+$(BUILD)/gen/default_rules.c: lua/default.lua
+	@mkdir -p $(@D)
+	{ echo 'const char rules_default_lua[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+
+$(BUILD)/obj/default_rules.o: $(BUILD)/gen/default_rules.c
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
 $(BUILD)/libauthscore.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
@@ -35,7 +44,7 @@ $(BUILD)/authscore: $(BUILD)/obj/cli.o $(BUILD)/libauthscore.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/authscore.so: $(SO_OBJ)
-	$(CC) $(CFLAGS) -shared -fvisibility=hidden -Wl,-z,defs -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS) -shared -fvisibility=hidden -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libauthscore.a $(wildcard tests/*.h)
 	@mkdir -p $(@D)

@@ -2,7 +2,7 @@
 # demo.sh AUTHSCORE - check every message of examples/messages.txt offline (zone.db) and print a verdict table.
 bin=${1:-build/authscore}
 dir=$(dirname "$0")
-printf '%-18s %-10s %-10s %-10s %-12s %s\n' MESSAGE SPF DKIM DMARC "POLICY/DIS" "WHAT IT SHOWS"
+printf '%-18s %-9s %-9s %-9s %-18s %-11s %6s  %s\n' MESSAGE SPF DKIM DMARC "POLICY/DISPOSITION" ACTION SCORE "WHAT IT SHOWS"
 grep -v '^#' "$dir/messages.txt" | while read -r file ip helo from what; do
     [ -n "$file" ] || continue
     out=$("$bin" check --zone "$dir/zone.db" --authserv-id mx.receiver.test \
@@ -11,9 +11,11 @@ grep -v '^#' "$dir/messages.txt" | while read -r file ip helo from what; do
     dkim=$(echo "$out" | awk '$1 == "dkim:" { printf "%s%s", sep, $2; sep = "," }')
     dmarc=$(echo "$out" | awk '$1 == "dmarc:" { print $2; exit }')
     pol=$(echo "$out" | awk '$1 == "dmarc:" { for (i = 3; i <= NF; i++) { if ($i ~ /^policy=/) p = substr($i, 8); if ($i ~ /^disposition=/) d = substr($i, 13) } print p "/" d; exit }')
-    printf '%-18s %-10s %-10s %-10s %-12s %s\n' "$file" "$spf" "$dkim" "$dmarc" "$pol" "$what"
+    action=$(echo "$out" | awk '$1 == "action:" { print $2; exit }')
+    score=$(echo "$out" | awk '$1 == "action:" { print $4; exit }')
+    printf '%-18s %-9s %-9s %-9s %-18s %-11s %6s  %s\n' "$file" "$spf" "$dkim" "$dmarc" "$pol" "$action" "$score" "$what"
 done
 echo
-echo "Authentication-Results of the spoof:"
+echo "The spoof in full (symbols, SMTP answer, Authentication-Results):"
 "$bin" check --zone "$dir/zone.db" --authserv-id mx.receiver.test --ip 203.0.113.66 \
-    --helo mail.evil.test --mail-from attacker@evil.test "$dir/messages/spoof.eml" | sed -n 's/^Authentication-Results: /  Authentication-Results: /p; /^\t/s/^/  /p'
+    --helo mail.evil.test --mail-from attacker@evil.test "$dir/messages/spoof.eml" | sed -n '/^symbol:/,$s/^/  /p'

@@ -52,6 +52,28 @@ struct as_dmarc {
 #define AS_DMARC_NO_FROM      1u  /* no usable RFC5322.From */
 #define AS_DMARC_MULTI_FROM   2u  /* several From headers or addresses */
 
+/* The policy's answer: what to do with the message (decided by the Lua rules). */
+enum as_action { AS_ACCEPT = 0, AS_ADD_HEADER, AS_QUARANTINE, AS_REJECT, AS_TEMPFAIL };
+const char *as_action_str(enum as_action a);
+/* Returns 0 and sets *out, or -1 when s is not an action word. */
+int as_action_parse(const char *s, enum as_action *out);
+
+struct as_symbol {
+    char *name;
+    double score;
+    char *reason;          /* may be NULL */
+};
+
+struct as_score {
+    double score;
+    enum as_action action;
+    char *forced_by;       /* the symbol whose forced action won, NULL when the score decided */
+    char *smtp_message;    /* text for the SMTP client on reject or tempfail, NULL otherwise */
+    struct as_symbol *sym;
+    size_t nsym;
+};
+void as_score_clear(struct as_score *s);
+
 struct as_envelope {
     const char *ip;        /* client address, IPv4 or IPv6 text */
     const char *helo;      /* may be NULL */
@@ -66,6 +88,14 @@ struct as_config {
     unsigned dns_budget_ms;      /* 0 = 8000 */
     unsigned max_dkim_sigs;      /* 0 = 10 */
     const char *receiver;        /* SPF %{r}; default the authserv-id */
+    /* policy (the Lua rules) */
+    const char **rules;          /* NULL-terminated rule files; NULL = the built-in default ruleset */
+    const char *options_file;    /* authscore.conf, whose tables the rules read as `config`; may be NULL */
+    double reject, quarantine, add_header;   /* score thresholds; all 0 = defaults 15, 8, 4 */
+    unsigned rule_ms;            /* 0 = 50 */
+    unsigned memory_kb;          /* 0 = 8192 */
+    enum as_action on_error;     /* when the rules do not load or fail as a whole: AS_TEMPFAIL or AS_ACCEPT */
+    void (*log)(const char *line);   /* one line per problem, once per process; NULL = stderr */
 };
 
 struct as_verdict {
@@ -73,6 +103,7 @@ struct as_verdict {
     struct as_dkim dkim;
     struct as_dmarc dmarc;
     char *authentication_results;  /* header value, without the field name */
+    struct as_score score;         /* the rules' symbols, score and action */
 };
 
 typedef struct as_engine as_engine;
@@ -81,6 +112,9 @@ typedef struct as_engine as_engine;
  * Returns NULL with a one-line reason in err on a configuration error. */
 as_engine *as_engine_new(const struct as_config *cfg, char *err, size_t errlen);
 void as_engine_free(as_engine *e);
+
+/* Why the rule files did not load (the engine then answers on_error), or NULL. */
+const char *as_engine_rules_error(const as_engine *e);
 
 /* The authserv-id in use (configured, else the host name). */
 const char *as_engine_authserv_id(const as_engine *e);

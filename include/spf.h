@@ -17,4 +17,8 @@ struct spf_request {
  * Fills out (caller releases with as_spf_clear).  Returns 0, -1 on out-of-memory. */
 int spf_check(dns_ctx *dns, const struct spf_request *req, struct as_spf *out);
 
+/* The same through libspf2 (our DNS layer beneath it), for comparison: its parser and
+ * macro expander fail part of the RFC 7208 suite.  Same contract as spf_check. */
+int spf_check_libspf2(dns_ctx *dns, const struct spf_request *req, struct as_spf *out);
+
 #endif

@@ -1,4 +1,4 @@
-/* cli.c - the authscore command: check a message, or SPF alone, and print the verdict */
+/* cli.c - the authscore command: check, spf, batch, lint and test */
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -6,24 +6,30 @@
 #include <stdlib.h>
 #include <string.h>
 #include "authscore.h"
+#include "config.h"
 
 #define MAX_MESSAGE (64u << 20)   /* larger input is refused, not truncated */
 #define MAX_LIST 32
 
 static const char usage[] =
-    "usage: authscore check --ip ADDR [--helo NAME] [--mail-from ADDR] [--zone FILE]...\n"
-    "                       [--dns HOST[:PORT]]... [--authserv-id ID] [--json] [MESSAGE]\n"
-    "       authscore spf   --ip ADDR [--helo NAME] [--mail-from ADDR] [--zone FILE]...\n"
-    "                       [--dns HOST[:PORT]]... [--json]\n"
-    "options: --timeout-ms N (per DNS query, 2000)  --budget-ms N (DNS per message, 8000)\n"
+    "usage: authscore check --ip ADDR [--helo NAME] [--mail-from ADDR] [OPTIONS] [--json] [MESSAGE]\n"
+    "       authscore spf   --ip ADDR [--helo NAME] [--mail-from ADDR] [OPTIONS] [--json]\n"
+    "       authscore batch [OPTIONS] MANIFEST      (lines: ip TAB helo TAB mail_from TAB path)\n"
+    "       authscore test  [OPTIONS] CASES         (lines: name TAB ip TAB helo TAB mail_from TAB path TAB action TAB symbols)\n"
+    "       authscore lint  FILE...                 (authscore.conf or rule files)\n"
+    "options: --config FILE  --rules FILE...  --zone FILE...  --dns HOST[:PORT]...  --authserv-id ID\n"
+    "         --timeout-ms N (per DNS query, 2000)  --budget-ms N (DNS per message, 8000)\n"
     "         --max-dkim-sigs N (10)\n";
 
 struct opts {
     struct as_config cfg;
     struct as_envelope env;
-    const char *zones[MAX_LIST + 1], *servers[MAX_LIST + 1];
-    int nzones, nservers, json;
-    const char *message;
+    struct as_settings conf;
+    const char *zones[MAX_LIST + 1], *servers[MAX_LIST + 1], *rules[MAX_LIST + 1];
+    int nzones, nservers, nrules, json, have_conf;
+    const char *config;
+    char **args;               /* positional arguments */
+    int nargs;
 };
 
 static int fail(const char *fmt, const char *arg)
@@ -44,19 +50,60 @@ static int parse_uint(const char *s, unsigned *out)
     return 0;
 }
 
-/* Returns 0, or the exit status for a usage error (message already printed). */
-static int parse_opts(int argc, char **argv, struct opts *o)
+static int add_to(const char **list, int *n, const char *v, const char *what)
 {
-    enum { O_IP = 1, O_HELO, O_FROM, O_ZONE, O_DNS, O_ID, O_JSON, O_TIMEOUT, O_BUDGET, O_MAXSIGS };
+    if (*n == MAX_LIST) return fail("too many %s options", what);
+    list[(*n)++] = v;
+    return 0;
+}
+
+/* Settings from --config first; every flag given overrides its key. */
+static int apply_config(struct opts *o)
+{
+    struct as_config *c = &o->cfg;
+    if (o->config) {
+        char err[600];
+        if (config_load(o->config, &o->conf, err, sizeof err) != 0) {
+            fprintf(stderr, "authscore: %s\n", err);
+            return 1;
+        }
+        o->have_conf = 1;
+        struct as_settings *s = &o->conf;
+        if (!c->authserv_id) c->authserv_id = s->authserv_id;
+        if (!c->dns_servers) c->dns_servers = (const char **)s->dns_servers;
+        if (!c->zones) c->zones = (const char **)s->zones;
+        if (!c->dns_timeout_ms) c->dns_timeout_ms = s->dns_timeout_ms;
+        if (!c->dns_budget_ms) c->dns_budget_ms = s->dns_budget_ms;
+        if (!c->rules) c->rules = (const char **)s->rules;
+        if (s->have_reject || s->have_quarantine || s->have_add_header) {
+            c->reject = s->have_reject ? s->reject : 15;
+            c->quarantine = s->have_quarantine ? s->quarantine : 8;
+            c->add_header = s->have_add_header ? s->add_header : 4;
+        }
+        c->rule_ms = s->rule_ms;
+        c->memory_kb = s->memory_kb;
+        if (s->on_error_set) c->on_error = s->on_error;
+        c->options_file = o->config;
+    }
+    if (!o->conf.on_error_set) c->on_error = AS_TEMPFAIL;
+    return 0;
+}
+
+/* Returns 0, or the exit status for a usage error (message already printed). */
+static int parse_opts(int argc, char **argv, struct opts *o, int need_ip)
+{
+    enum { O_IP = 1, O_HELO, O_FROM, O_ZONE, O_DNS, O_ID, O_JSON, O_TIMEOUT, O_BUDGET, O_MAXSIGS,
+           O_CONFIG, O_RULES };
     static const struct option longopts[] = {
         {"ip", required_argument, 0, O_IP}, {"helo", required_argument, 0, O_HELO},
         {"mail-from", required_argument, 0, O_FROM}, {"zone", required_argument, 0, O_ZONE},
         {"dns", required_argument, 0, O_DNS}, {"authserv-id", required_argument, 0, O_ID},
         {"json", no_argument, 0, O_JSON}, {"timeout-ms", required_argument, 0, O_TIMEOUT},
         {"budget-ms", required_argument, 0, O_BUDGET}, {"max-dkim-sigs", required_argument, 0, O_MAXSIGS},
+        {"config", required_argument, 0, O_CONFIG}, {"rules", required_argument, 0, O_RULES},
         {0, 0, 0, 0}
     };
-    int c;
+    int c, rc;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -64,13 +111,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
         case O_IP: o->env.ip = optarg; break;
         case O_HELO: o->env.helo = optarg; break;
         case O_FROM: o->env.mail_from = optarg; break;
-        case O_ZONE:
-            if (o->nzones == MAX_LIST) return fail("too many --zone options (%s)", optarg);
-            o->zones[o->nzones++] = optarg; break;
-        case O_DNS:
-            if (o->nservers == MAX_LIST) return fail("too many --dns options (%s)", optarg);
-            o->servers[o->nservers++] = optarg; break;
+        case O_ZONE: if ((rc = add_to(o->zones, &o->nzones, optarg, "--zone"))) return rc; break;
+        case O_DNS: if ((rc = add_to(o->servers, &o->nservers, optarg, "--dns"))) return rc; break;
+        case O_RULES: if ((rc = add_to(o->rules, &o->nrules, optarg, "--rules"))) return rc; break;
         case O_ID: o->cfg.authserv_id = optarg; break;
+        case O_CONFIG: o->config = optarg; break;
         case O_JSON: o->json = 1; break;
         case O_TIMEOUT:
             if (parse_uint(optarg, &o->cfg.dns_timeout_ms)) return fail("--timeout-ms: bad number \"%s\"", optarg);
@@ -86,21 +131,23 @@ static int parse_opts(int argc, char **argv, struct opts *o)
             return fail("unknown or incomplete option %s", argv[optind - 1]);
         }
     }
-    if (!o->env.ip) { fputs(usage, stderr); return fail("%s", "--ip is required"); }
-    if (optind < argc) o->message = argv[optind++];
-    if (optind < argc) return fail("unexpected argument \"%s\"", argv[optind]);
+    if (need_ip && !o->env.ip) { fputs(usage, stderr); return fail("%s", "--ip is required"); }
+    o->args = argv + optind;
+    o->nargs = argc - optind;
     if (o->nzones) o->cfg.zones = o->zones;
     if (o->nservers) o->cfg.dns_servers = o->servers;
-    return 0;
+    if (o->nrules) o->cfg.rules = o->rules;
+    return apply_config(o);
 }
 
-/* Read the whole message; NULL with errno-style text printed on failure. */
+/* Read a whole message; NULL with the reason printed on failure. */
 static char *read_message(const char *path, size_t *len)
 {
     FILE *f = path && strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!f) { fprintf(stderr, "authscore: %s: %s\n", path, strerror(errno)); return NULL; }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
+    errno = 0;
     while (buf) {
         size_t r = fread(buf + n, 1, cap - n, f);
         n += r;
@@ -142,7 +189,7 @@ static json_t *jtext(const char *s)
 static json_t *spf_json(const struct as_spf *s)
 {
     return json_pack("{s:s, s:o, s:o}", "result", as_result_str(s->result),
-                     "domain", jstr(s->domain), "explanation", jtext(s->explanation));
+                     "domain", jtext(s->domain), "explanation", jtext(s->explanation));
 }
 
 static json_t *verdict_json(const struct as_verdict *v)
@@ -159,13 +206,21 @@ static json_t *verdict_json(const struct as_verdict *v)
         "result", as_result_str(d->result), "from_domain", jtext(d->from_domain),
         "org_domain", jtext(d->org_domain), "policy", jstr(d->policy),
         "disposition", jstr(d->disposition), "spf_aligned", d->spf_aligned, "dkim_aligned", d->dkim_aligned);
-    return json_pack("{s:o, s:o, s:o, s:s}", "spf", spf_json(&v->spf), "dkim", sigs, "dmarc", dmarc,
-                     "authentication_results", v->authentication_results);
+    json_t *syms = json_array();
+    for (size_t i = 0; i < v->score.nsym; i++) {
+        const struct as_symbol *s = &v->score.sym[i];
+        json_array_append_new(syms, json_pack("{s:s, s:f, s:o}", "name", s->name, "score", s->score,
+                                              "reason", jtext(s->reason)));
+    }
+    return json_pack("{s:o, s:o, s:o, s:s, s:f, s:s, s:o, s:o}", "spf", spf_json(&v->spf), "dkim", sigs,
+                     "dmarc", dmarc, "authentication_results", v->authentication_results,
+                     "score", v->score.score, "action", as_action_str(v->score.action), "symbols", syms,
+                     "smtp_message", jtext(v->score.smtp_message));
 }
 
 static void print_json(json_t *j)
 {
-    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) : NULL;
     puts(s ? s : "{}");
     free(s);
     json_decref(j);
@@ -196,48 +251,253 @@ static void print_human(const struct as_verdict *v)
            as_result_str(d->result), d->from_domain ? d->from_domain : "-", d->policy ? d->policy : "-",
            d->disposition ? d->disposition : "-", d->spf_aligned ? "yes" : "no", d->dkim_aligned ? "yes" : "no",
            d->reason ? d->reason : "");
+    printf("action: %s  score: %.2f%s%s\n", as_action_str(v->score.action), v->score.score,
+           v->score.forced_by ? "  forced by " : "", v->score.forced_by ? v->score.forced_by : "");
+    for (size_t i = 0; i < v->score.nsym; i++) {
+        const struct as_symbol *s = &v->score.sym[i];
+        printf("symbol: %-24s %6.2f  %s\n", s->name, s->score, s->reason ? s->reason : "");
+    }
+    if (v->score.smtp_message) printf("smtp:  %s\n", v->score.smtp_message);
     printf("Authentication-Results: %s\n", v->authentication_results);
 }
 
-int main(int argc, char **argv)
+static as_engine *engine(struct opts *o)
 {
-    struct opts o;
-    char err[512];
-    memset(&o, 0, sizeof o);
-    if (argc < 2 || (strcmp(argv[1], "check") && strcmp(argv[1], "spf"))) {
-        fputs(usage, stderr);
-        return 2;
-    }
-    int spf_only = strcmp(argv[1], "spf") == 0;
-    int rc = parse_opts(argc - 1, argv + 1, &o);
-    if (rc) return rc;
-    if (spf_only && o.message) return fail("spf takes no MESSAGE (\"%s\")", o.message);
+    char err[600];
+    as_engine *e = as_engine_new(&o->cfg, err, sizeof err);
+    if (!e) fprintf(stderr, "authscore: %s\n", err);
+    return e;
+}
 
+static int cmd_check(struct opts *o, int spf_only)
+{
+    if (o->nargs > (spf_only ? 0 : 1)) return fail("unexpected argument \"%s\"", o->args[spf_only ? 0 : 1]);
     size_t len = 0;
     char *msg = NULL;
-    if (!spf_only && !(msg = read_message(o.message, &len))) return 1;
-    as_engine *e = as_engine_new(&o.cfg, err, sizeof err);
-    if (!e) { free(msg); fprintf(stderr, "authscore: %s\n", err); return 1; }
-
-    rc = 0;
+    if (!spf_only && !(msg = read_message(o->nargs ? o->args[0] : NULL, &len))) return 1;
+    as_engine *e = engine(o);
+    if (!e) { free(msg); return 1; }
+    int rc = 0;
     if (spf_only) {
         struct as_spf s;
-        if (as_check_spf(e, &o.env, &s) != 0) { fprintf(stderr, "authscore: out of memory\n"); rc = 1; }
+        if (as_check_spf(e, &o->env, &s) != 0) { fprintf(stderr, "authscore: out of memory\n"); rc = 1; }
         else {
-            if (o.json) print_json(spf_json(&s));
+            if (o->json) print_json(spf_json(&s));
             else print_spf_human(&s);
             as_spf_clear(&s);
         }
     } else {
         struct as_verdict v;
-        if (as_check(e, &o.env, msg, len, &v) != 0) { fprintf(stderr, "authscore: internal error (out of memory or DKIM library set-up)\n"); rc = 1; }
-        else {
-            if (o.json) print_json(verdict_json(&v));
+        if (as_check(e, &o->env, msg, len, &v) != 0) {
+            fprintf(stderr, "authscore: internal error (out of memory or DKIM library set-up)\n");
+            rc = 1;
+        } else {
+            if (o->json) print_json(verdict_json(&v));
             else print_human(&v);
             as_verdict_clear(&v);
         }
     }
     free(msg);
     as_engine_free(e);
+    return rc;
+}
+
+/* Split a manifest line on tabs into at most max fields; returns the count. */
+static int split_tabs(char *line, char **f, int max)
+{
+    int n = 0;
+    line[strcspn(line, "\r\n")] = '\0';
+    while (n < max) {
+        f[n++] = line;
+        char *t = strchr(line, '\t');
+        if (!t) break;
+        *t = '\0';
+        line = t + 1;
+    }
+    return n;
+}
+
+/* A path in a manifest is relative to the manifest's folder. */
+static void manifest_path(const char *manifest, const char *p, char *out, size_t outlen)
+{
+    const char *slash = strrchr(manifest, '/');
+    if (p[0] == '/' || !slash) snprintf(out, outlen, "%s", p);
+    else snprintf(out, outlen, "%.*s/%s", (int)(slash - manifest), manifest, p);
+}
+
+static int check_file(as_engine *e, const struct as_envelope *env, const char *path, struct as_verdict *v)
+{
+    size_t len;
+    char *msg = read_message(path, &len);
+    if (!msg) return -1;
+    int rc = as_check(e, env, msg, len, v);
+    free(msg);
+    if (rc != 0) fprintf(stderr, "authscore: %s: internal error\n", path);
+    return rc;
+}
+
+static int cmd_batch(struct opts *o)
+{
+    if (o->nargs != 1) return fail("%s", "batch takes one MANIFEST");
+    FILE *f = strcmp(o->args[0], "-") ? fopen(o->args[0], "r") : stdin;
+    if (!f) { fprintf(stderr, "authscore: %s: %s\n", o->args[0], strerror(errno)); return 1; }
+    as_engine *e = engine(o);
+    if (!e) { if (f != stdin) fclose(f); return 1; }
+    json_t *actions = json_object(), *symbols = json_object();
+    char line[8192];
+    unsigned long lineno = 0, count = 0, errors = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *fld[4], path[4096];
+        if (line[0] == '#' || line[0] == '\n') continue;
+        if (split_tabs(line, fld, 4) != 4) {
+            fprintf(stderr, "authscore: %s:%lu: expected ip<TAB>helo<TAB>mail_from<TAB>path\n", o->args[0], lineno);
+            errors++;
+            continue;
+        }
+        struct as_envelope env = { fld[0], fld[1][0] ? fld[1] : NULL, fld[2] };
+        manifest_path(o->args[0], fld[3], path, sizeof path);
+        struct as_verdict v;
+        if (check_file(e, &env, path, &v) != 0) { errors++; continue; }
+        json_t *j = verdict_json(&v);
+        json_object_set_new(j, "path", json_string(fld[3]));
+        print_json(j);
+        const char *a = as_action_str(v.score.action);
+        json_object_set_new(actions, a, json_integer(json_integer_value(json_object_get(actions, a)) + 1));
+        for (size_t i = 0; i < v.score.nsym; i++) {
+            const char *s = v.score.sym[i].name;
+            json_object_set_new(symbols, s, json_integer(json_integer_value(json_object_get(symbols, s)) + 1));
+        }
+        count++;
+        as_verdict_clear(&v);
+    }
+    if (f != stdin) fclose(f);
+    as_engine_free(e);
+    print_json(json_pack("{s:{s:I, s:I, s:o, s:o}}", "summary", "messages", (json_int_t)count,
+                         "errors", (json_int_t)errors, "actions", actions, "symbols", symbols));
+    return errors ? 1 : 0;
+}
+
+/* Rule test cases: each line names a message, its envelope, the action expected and
+ * the symbols expected ("!NAME" = must not fire).  Prints a diff for each failure. */
+static int cmd_test(struct opts *o)
+{
+    if (o->nargs != 1) return fail("%s", "test takes one CASES file");
+    FILE *f = fopen(o->args[0], "r");
+    if (!f) { fprintf(stderr, "authscore: %s: %s\n", o->args[0], strerror(errno)); return 1; }
+    as_engine *e = engine(o);
+    if (!e) { fclose(f); return 1; }
+    char line[8192];
+    unsigned long lineno = 0, passed = 0, failed = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char *fld[7], path[4096];
+        if (line[0] == '#' || line[0] == '\n') continue;
+        int n = split_tabs(line, fld, 7);
+        if (n < 6) {
+            fprintf(stderr, "authscore: %s:%lu: expected name, ip, helo, mail_from, path, action[, symbols]\n",
+                    o->args[0], lineno);
+            failed++;
+            continue;
+        }
+        struct as_envelope env = { fld[1], fld[2][0] ? fld[2] : NULL, fld[3] };
+        manifest_path(o->args[0], fld[4], path, sizeof path);
+        struct as_verdict v;
+        if (check_file(e, &env, path, &v) != 0) { failed++; continue; }
+        int ok = 1;
+        char diff[4096] = "";
+        size_t dl = 0;
+        if (strcmp(as_action_str(v.score.action), fld[5]) != 0) {
+            ok = 0;
+            dl += (size_t)snprintf(diff + dl, sizeof diff - dl, "    action: expected %s, got %s\n", fld[5],
+                                   as_action_str(v.score.action));
+        }
+        for (char *tok = n > 6 ? strtok(fld[6], ", ") : NULL; tok; tok = strtok(NULL, ", ")) {
+            int absent = tok[0] == '!';
+            const char *name = tok + absent;
+            int fired = 0;
+            for (size_t i = 0; i < v.score.nsym; i++) if (!strcmp(v.score.sym[i].name, name)) fired = 1;
+            if (fired == absent && dl < sizeof diff) {
+                ok = 0;
+                dl += (size_t)snprintf(diff + dl, sizeof diff - dl, "    symbol %s: expected %s\n", name,
+                                       absent ? "not to fire, it fired" : "to fire, it did not");
+            }
+        }
+        if (ok) {
+            passed++;
+            printf("ok   %s\n", fld[0]);
+        } else {
+            failed++;
+            printf("FAIL %s (%s:%lu)\n%s    fired:", fld[0], o->args[0], lineno, diff);
+            for (size_t i = 0; i < v.score.nsym; i++) printf(" %s(%.2f)", v.score.sym[i].name, v.score.sym[i].score);
+            printf("\n");
+        }
+        as_verdict_clear(&v);
+    }
+    fclose(f);
+    as_engine_free(e);
+    printf("%lu/%lu cases passed\n", passed, passed + failed);
+    return failed ? 1 : 0;
+}
+
+static void quiet(const char *line) { (void)line; }
+
+/* Load one rule set (and the config it came from, if any); print what is wrong. */
+static int lint_set(const char **rules, const char *conf, const char *name)
+{
+    struct as_config cfg = { .authserv_id = "lint", .zones = (const char *[]){ NULL }, .log = quiet,
+                             .rules = rules, .options_file = conf };
+    char err[600];
+    as_engine *e = as_engine_new(&cfg, err, sizeof err);
+    const char *rerr = e ? as_engine_rules_error(e) : err;
+    if (rerr) printf("%s\n", rerr);
+    else printf("%s: ok\n", name);
+    as_engine_free(e);
+    return rerr ? 1 : 0;
+}
+
+/* *.conf files are checked with the rules they name; the other files form one rule set. */
+static int cmd_lint(int argc, char **argv)
+{
+    int bad = 0, n = 0;
+    const char *set[MAX_LIST + 1] = { NULL };
+    if (argc < 1) return fail("%s", "lint takes FILE...");
+    for (int i = 0; i < argc; i++) {
+        const char *p = argv[i];
+        size_t l = strlen(p);
+        if (l <= 5 || strcmp(p + l - 5, ".conf") != 0) {
+            if (n == MAX_LIST) return fail("too many rule files (%s)", p);
+            set[n++] = p;
+            continue;
+        }
+        struct as_settings s;
+        char err[600];
+        if (config_load(p, &s, err, sizeof err) != 0) { printf("%s\n", err); bad++; }
+        else bad += lint_set((const char **)s.rules, p, p);
+        config_free(&s);
+    }
+    if (n) bad += lint_set(set, NULL, n == 1 ? set[0] : "rule files");
+    return bad ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o;
+    memset(&o, 0, sizeof o);
+    if (argc < 2) { fputs(usage, stderr); return 2; }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "lint")) return cmd_lint(argc - 2, argv + 2);
+    int is_check = !strcmp(cmd, "check"), is_spf = !strcmp(cmd, "spf");
+    if (!is_check && !is_spf && strcmp(cmd, "batch") && strcmp(cmd, "test")) {
+        fputs(usage, stderr);
+        return fail("unknown command \"%s\"", cmd);
+    }
+    int rc = parse_opts(argc - 1, argv + 1, &o, is_check || is_spf);
+    if (!rc) {
+        if (is_check || is_spf) rc = cmd_check(&o, is_spf);
+        else if (!strcmp(cmd, "batch")) rc = cmd_batch(&o);
+        else rc = cmd_test(&o);
+    }
+    if (o.have_conf) config_free(&o.conf);
     return rc;
 }

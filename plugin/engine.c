@@ -9,12 +9,17 @@
 #include "dmarc.h"
 #include "dns.h"
 #include "message.h"
+#include "rules.h"
 #include "spf.h"
 
 struct as_engine {
     dns_ctx *dns;
     dkim_verifier *dkim;       /* created on first message: libopendkim set-up is not free */
     unsigned max_dkim_sigs;
+    rules *rules;              /* NULL when the rule files did not load: on_error applies */
+    char rules_err[512];
+    enum as_action on_error;
+    void (*log)(const char *line);
     char authserv_id[256];
     char receiver[256];
 };
@@ -25,6 +30,12 @@ const char *as_result_str(enum as_result r)
         "none", "pass", "fail", "softfail", "neutral", "temperror", "permerror", "policy"
     };
     return (unsigned)r < sizeof words / sizeof *words ? words[r] : "permerror";
+}
+
+static void log_line(const as_engine *e, const char *line)
+{
+    if (e->log) e->log(line);
+    else fprintf(stderr, "authscore: %s\n", line);
 }
 
 /* An authserv-id goes verbatim into a header: a dot-atom of host-name characters only. */
@@ -62,6 +73,17 @@ as_engine *as_engine_new(const struct as_config *cfg, char *err, size_t errlen)
     };
     e->dns = dns_new(&dc, err, errlen);
     if (!e->dns) goto err;
+    e->log = cfg->log;
+    e->on_error = cfg->on_error == AS_ACCEPT ? AS_ACCEPT : AS_TEMPFAIL;
+    int thresholds = cfg->reject != 0 || cfg->quarantine != 0 || cfg->add_header != 0;
+    struct rules_config rc = {
+        .files = cfg->rules, .options_file = cfg->options_file,
+        .reject = thresholds ? cfg->reject : 15, .quarantine = thresholds ? cfg->quarantine : 8,
+        .add_header = thresholds ? cfg->add_header : 4,
+        .rule_ms = cfg->rule_ms, .memory_kb = cfg->memory_kb, .log = cfg->log,
+    };
+    e->rules = rules_new(&rc, e->rules_err, sizeof e->rules_err);
+    if (!e->rules) log_line(e, e->rules_err);
     return e;
 err:
     free(e);
@@ -72,6 +94,7 @@ void as_engine_free(as_engine *e)
 {
     if (!e) return;
     if (e->dkim) dkim_verifier_free(e->dkim);
+    rules_free(e->rules);
     dns_free(e->dns);
     free(e);
 }
@@ -93,6 +116,34 @@ int as_check_spf(as_engine *e, const struct as_envelope *env, struct as_spf *out
     return spf_check(e->dns, &req, out);
 }
 
+/* The rules decide; when they could not load, on_error decides, visibly. */
+static int score(as_engine *e, const struct as_envelope *env, const struct message *m, struct as_verdict *v)
+{
+    if (e->rules) {
+        char err[400], line[512];
+        if (rules_reload_if_changed(e->rules, err, sizeof err) != 0) {   /* once per change of the files */
+            snprintf(line, sizeof line, "%s (the rules loaded before stay in force)", err);
+            log_line(e, line);
+        }
+        struct rules_input in = { env, v, m };
+        return rules_eval(e->rules, &in, &v->score);
+    }
+    struct as_score *s = &v->score;
+    s->action = e->on_error;
+    s->sym = calloc(1, sizeof *s->sym);
+    if (!s->sym) return -1;
+    s->sym[0].name = strdup("RULE_ERROR");
+    s->sym[0].reason = strdup(e->rules_err);
+    s->nsym = 1;
+    if (e->on_error == AS_TEMPFAIL) s->smtp_message = strdup("Temporary local problem, please try again later");
+    return s->sym[0].name && s->sym[0].reason ? 0 : -1;
+}
+
+const char *as_engine_rules_error(const as_engine *e)
+{
+    return e->rules ? NULL : e->rules_err;
+}
+
 int as_check(as_engine *e, const struct as_envelope *env, const char *msg, size_t len, struct as_verdict *v)
 {
     struct message m;
@@ -108,10 +159,11 @@ int as_check(as_engine *e, const struct as_envelope *env, const char *msg, size_
     dns_budget_start(e->dns);
     spf_request_from(e, env, &req);
     if (spf_check(e->dns, &req, &v->spf) != 0) goto err;
-    if (dkim_verify(e->dkim, e->dns, &m, &v->dkim) != 0) goto err;
+    if (dkim_check(e->dkim, e->dns, &m, &v->dkim) != 0) goto err;
     if (dmarc_check(e->dns, &m, &v->spf, &v->dkim, &v->dmarc) != 0) goto err;
     v->authentication_results = authres_format(e->authserv_id, v);
     if (!v->authentication_results) goto err;
+    if (score(e, env, &m, v) != 0) goto err;
     message_free(&m);
     return 0;
 err:
@@ -154,5 +206,6 @@ void as_verdict_clear(struct as_verdict *v)
     as_dkim_clear(&v->dkim);
     as_dmarc_clear(&v->dmarc);
     free(v->authentication_results);
+    as_score_clear(&v->score);
     memset(v, 0, sizeof *v);
 }
