@@ -3,7 +3,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 BUILD   ?= build
 
-PKGS    := opendkim libpsl ldns libcares jansson lua5.4
+PKGS    := opendkim libpsl libidn2 ldns libcares jansson lua5.4
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -std=gnu11 -Wall -Wextra -Werror
@@ -18,7 +18,7 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 # Debian packages: to build, and to run the tests (servers and independent checkers).
 BUILD_DEBS := gcc make pkg-config liblua5.4-dev libspf2-dev libopendkim-dev libopendmarc-dev \
-              libhiredis-dev exim4-dev libpsl-dev publicsuffix libldns-dev libc-ares-dev libjansson-dev libssl-dev
+              libhiredis-dev exim4-dev libpsl-dev libidn2-dev publicsuffix libldns-dev libc-ares-dev libjansson-dev libssl-dev
 TEST_DEBS  := nsd ldnsutils python3 python3-yaml python3-authres
 
 .PHONY: all deps deps-test check sanitize demo bench clean install

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <idn2.h>
 #include <libpsl.h>
 #include <opendmarc/dmarc.h>
 #include "dmarc.h"
@@ -81,80 +82,7 @@ static void org_or_self(const char *domain, char *out, size_t outlen)
     if (dmarc_org_domain(domain, out, outlen) != 0) snprintf(out, outlen, "%s", domain);
 }
 
-/* ---- domain names: lowercase, IDN labels to A-labels (RFC 3492 Punycode) ---- */
-
-/* Decode one UTF-8 sequence at s (n bytes left) into *cp.  Returns its length, 0 if invalid. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
-{
-    size_t len;
-    uint32_t c = s[0], min;
-    if (c < 0x80) { *cp = c; return 1; }
-    if ((c & 0xe0) == 0xc0) { len = 2; c &= 0x1f; min = 0x80; }
-    else if ((c & 0xf0) == 0xe0) { len = 3; c &= 0x0f; min = 0x800; }
-    else if ((c & 0xf8) == 0xf0) { len = 4; c &= 0x07; min = 0x10000; }
-    else return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return 0;
-    *cp = c;
-    return len;
-}
-
-static uint32_t puny_adapt(uint32_t delta, uint32_t npoints, int first)
-{
-    uint32_t k = 0;
-    delta = first ? delta / 700 : delta / 2;
-    delta += delta / npoints;
-    while (delta > ((36 - 1) * 26) / 2) { delta /= 36 - 1; k += 36; }
-    return k + (36 * delta) / (delta + 38);
-}
-
-/* Encode the code points cp[0..n) as an A-label "xn--..." into out (outlen bytes).
- * Returns its length, or 0 when it does not fit or overflows. */
-static size_t puny_encode(const uint32_t *cp, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0, h, b = 0;
-    uint32_t next = 128, delta = 0, bias = 72;
-
-#define PUT(ch) do { if (o + 1 >= outlen) return 0; out[o++] = (char)(ch); } while (0)
-    PUT('x'); PUT('n'); PUT('-'); PUT('-');
-    for (size_t i = 0; i < n; i++)
-        if (cp[i] < 128) { PUT(cp[i]); b++; }
-    h = b;
-    if (b) PUT('-');
-    while (h < n) {
-        uint32_t m = UINT32_MAX;
-        for (size_t i = 0; i < n; i++)
-            if (cp[i] >= next && cp[i] < m) m = cp[i];
-        if ((m - next) > (UINT32_MAX - delta) / (h + 1)) return 0;
-        delta += (m - next) * (uint32_t)(h + 1);
-        next = m;
-        for (size_t i = 0; i < n; i++) {
-            if (cp[i] < next && ++delta == 0) return 0;
-            if (cp[i] != next) continue;
-            uint32_t q = delta;
-            for (uint32_t k = 36;; k += 36) {
-                uint32_t t = k <= bias ? 1 : k >= bias + 26 ? 26 : k - bias;
-                if (q < t) break;
-                uint32_t d = t + (q - t) % (36 - t);
-                PUT(d < 26 ? 'a' + d : '0' + d - 26);
-                q = (q - t) / (36 - t);
-            }
-            PUT(q < 26 ? 'a' + q : '0' + q - 26);
-            bias = puny_adapt(delta, (uint32_t)h + 1, h == b);
-            delta = 0;
-            h++;
-        }
-        delta++;
-        next++;
-    }
-#undef PUT
-    out[o] = '\0';
-    return o;
-}
+/* ---- domain names: lowercase, IDN labels to A-labels (libidn2) ---- */
 
 /* Normalise a domain as written (len bytes) into out[DOMAIN_MAX + 1]: one final
  * dot dropped, lowercased, non-ASCII labels turned into A-labels.  Host-name
@@ -162,7 +90,6 @@ static size_t puny_encode(const uint32_t *cp, size_t n, char *out, size_t outlen
 static int domain_normalize(const char *s, size_t len, char *out)
 {
     char tmp[4 * DOMAIN_MAX + 2];
-    size_t o = 0;
     int high = 0;
 
     if (len && s[len - 1] == '.') len--;
@@ -176,52 +103,30 @@ static int domain_normalize(const char *s, size_t len, char *out)
         tmp[i] = lc((char)c);
     }
     tmp[len] = '\0';
-    char *lower = NULL;
+    char *ascii = NULL;
     const char *src = tmp;
     if (high) {
-        if (psl_str_to_utf8lower(tmp, "utf-8", NULL, &lower) != PSL_SUCCESS || !lower) {
-            psl_free_string(lower);
+        if (idn2_to_ascii_8z(tmp, &ascii, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) != IDN2_OK || !ascii) {
+            idn2_free(ascii);
             return -1;
         }
-        src = lower;
+        for (char *p = ascii; *p; p++) *p = lc(*p);
+        src = ascii;
     }
     int rc = -1;
+    size_t n = strlen(src);
+    if (n > DOMAIN_MAX) goto out;
     for (const char *label = src;;) {
         const char *dot = strchr(label, '.');
         size_t llen = dot ? (size_t)(dot - label) : strlen(label);
-        int ascii = 1;
-        for (size_t i = 0; i < llen; i++)
-            if ((unsigned char)label[i] >= 0x80) ascii = 0;
-        if (llen == 0) goto out;
-        if (o) {
-            if (o + 1 > DOMAIN_MAX) goto out;
-            out[o++] = '.';
-        }
-        if (ascii) {
-            if (llen > 63 || o + llen > DOMAIN_MAX) goto out;
-            memcpy(out + o, label, llen);
-            o += llen;
-        } else {
-            uint32_t cp[64];
-            size_t n = 0;
-            char alabel[64];
-            for (size_t i = 0; i < llen;) {
-                size_t k = utf8_decode((const unsigned char *)label + i, llen - i, &cp[n]);
-                if (!k || ++n == 64) goto out;
-                i += k;
-            }
-            size_t alen = puny_encode(cp, n, alabel, sizeof alabel);
-            if (!alen || o + alen > DOMAIN_MAX) goto out;
-            memcpy(out + o, alabel, alen);
-            o += alen;
-        }
+        if (llen == 0 || llen > 63) goto out;
         if (!dot) break;
         label = dot + 1;
     }
-    out[o] = '\0';
+    memcpy(out, src, n + 1);
     rc = 0;
 out:
-    psl_free_string(lower);
+    idn2_free(ascii);
     return rc;
 }
 

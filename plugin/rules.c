@@ -18,7 +18,7 @@
 #define MAX_RULE_FILES 64
 #define MAX_HEADER_VALUE 8192      /* header text handed to rules is capped: patterns stay cheap */
 #define HOOK_EVERY 1000            /* instructions between clock checks */
-#define PATTERN_STEPS 2000000UL    /* pattern-matching steps for all rules of one message */
+#define PATTERN_STEPS 1000000UL    /* pattern-matching steps for all rules of one message */
 
 extern const char rules_default_lua[];          /* lua/default.lua, embedded at build time */
 

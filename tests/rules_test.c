@@ -74,11 +74,13 @@ static int eval(rules *r, struct fixture *f, struct as_score *out)
     return rules_eval(r, &in, out);
 }
 
+static unsigned rule_ms = 50;
+
 static rules *load(const char *file, char *err, size_t errlen)
 {
     const char *files[] = { file, NULL };
     struct rules_config c = { .files = file ? files : NULL, .reject = 15, .quarantine = 8, .add_header = 4,
-                              .log = count_log };
+                              .rule_ms = rule_ms, .log = count_log };
     return rules_new(&c, err, errlen);
 }
 
@@ -209,7 +211,9 @@ static void test_limits(void)
         "symbol \"FINE\" { score = 2, rule = function(m) return true, 2.5, 'why' end }\n";
     char err[512];
     logged = 0;
+    rule_ms = 200;      /* room for a sanitizer build on a slow machine: the mechanism is under test */
     rules *r = load(write_rules("limits.lua", text), err, sizeof err);
+    rule_ms = 50;
     CHECK(r != NULL);
     if (!r) { fprintf(stderr, "%s\n", err); return; }
     struct fixture f;
@@ -221,7 +225,7 @@ static void test_limits(void)
         CHECK(eval(r, &f, &s) == 0);
         double ms = ms_since(&t0);
         printf("round %d: %.1f ms, %zu symbols\n", round, ms, s.nsym);
-        CHECK(ms < 500);
+        CHECK(ms < 4 * 200);
         const struct as_symbol *fine = find_sym(&s, "FINE");
         CHECK(fine && fine->score == 5.0 && fine->reason && !strcmp(fine->reason, "why"));
         size_t errors = 0;
