@@ -74,6 +74,7 @@ as_engine *as_engine_new(const struct as_config *cfg, char *err, size_t errlen)
     e->dns = dns_new(&dc, err, errlen);
     if (!e->dns) goto err;
     e->log = cfg->log;
+    if (dns_zone_warning(e->dns)) log_line(e, dns_zone_warning(e->dns));
     e->on_error = cfg->on_error == AS_ACCEPT ? AS_ACCEPT : AS_TEMPFAIL;
     int thresholds = cfg->reject != 0 || cfg->quarantine != 0 || cfg->add_header != 0;
     struct rules_config rc = {

@@ -18,6 +18,7 @@
 #define MAX_RULE_FILES 64
 #define MAX_HEADER_VALUE 8192      /* header text handed to rules is capped: patterns stay cheap */
 #define HOOK_EVERY 1000            /* instructions between clock checks */
+#define MAX_TICKS 20000UL          /* 20 million instructions for all rules of one message */
 #define PATTERN_STEPS 1000000UL    /* pattern-matching steps for all rules of one message */
 
 extern const char rules_default_lua[];          /* lua/default.lua, embedded at build time */
@@ -41,6 +42,7 @@ struct lstate {
     size_t nsym;
     int ro_mt;                      /* registry ref: metatable of read-only views */
     struct timespec deadline;
+    unsigned long ticks;            /* hook calls this message: instructions / HOOK_EVERY */
     jmp_buf *panic;                 /* where l_panic returns to */
 };
 
@@ -132,10 +134,13 @@ static struct lstate *state_of(lua_State *L)
 static void l_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    if (past(&state_of(L)->deadline)) {
+    struct lstate *st = state_of(L);
+    st->ticks++;
+    int over = st->ticks > MAX_TICKS;
+    if (over || past(&st->deadline)) {
         /* Fire at every instruction from now on, so a pcall loop in the rule cannot swallow it. */
         lua_sethook(L, l_hook, LUA_MASKCOUNT, 1);
-        luaL_error(L, "time limit exceeded");
+        luaL_error(L, over ? "instruction limit exceeded" : "time limit exceeded");
     }
 }
 
@@ -1009,6 +1014,7 @@ int rules_eval(rules *r, const struct rules_input *in, struct as_score *out)
     ev.budget_ms = r->cfg.rule_ms ? r->cfg.rule_ms : 50;
     ev.msg_deadline = after_ms(ev.budget_ms);
     st->heap.hit = 0;
+    st->ticks = 0;
 
     lua_settop(L, 0);
     lpattern_reset_budget(L, PATTERN_STEPS);

@@ -259,7 +259,7 @@ static void test_load_errors(void)
     CHECK(load(write_rules("action.lua", "symbol \"A\" { action = \"drop\", rule = function() end }\n"), err, sizeof err) == NULL);
     CHECK(strstr(err, "action.lua:1:") != NULL);
     CHECK(load(write_rules("hang.lua", "while true do end\n"), err, sizeof err) == NULL);
-    CHECK(strstr(err, "time limit") != NULL);
+    CHECK(strstr(err, "limit exceeded") != NULL);
     CHECK(load("/nonexistent/rules.lua", err, sizeof err) == NULL);
     CHECK(strstr(err, "/nonexistent/rules.lua") != NULL);
 }
