@@ -8,7 +8,7 @@ CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -std=gnu11 -Wall -Wextra -Werror
 ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -I/usr/include/exim4
-LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lspf2 -lopendmarc -lhiredis -lcrypto -lm
+LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lspf2 -lopendmarc -lhiredis -lcrypto -lz -lm
 
 LIB_SRC := $(filter-out plugin/cli.c plugin/exim.c,$(wildcard plugin/*.c))
 LIB_OBJ := $(LIB_SRC:plugin/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/default_rules.o
@@ -18,8 +18,9 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 # Debian packages: to build, and to run the tests (servers and independent checkers).
 BUILD_DEBS := gcc make pkg-config liblua5.4-dev libspf2-dev libopendkim-dev libopendmarc-dev \
-              libhiredis-dev exim4-dev libpsl-dev libidn2-dev publicsuffix libldns-dev libc-ares-dev libjansson-dev libssl-dev
-TEST_DEBS  := nsd ldnsutils python3 python3-yaml python3-authres
+              libhiredis-dev exim4-dev libpsl-dev libidn2-dev publicsuffix libldns-dev libc-ares-dev libjansson-dev libssl-dev zlib1g-dev
+TEST_DEBS  := nsd ldnsutils python3 python3-yaml python3-authres exim4-daemon-heavy swaks \
+              redis-server redis-sentinel libxml2-utils python3-dnspython
 
 .PHONY: all deps deps-test check sanitize demo bench clean install
 all: $(BUILD)/authscore $(BUILD)/authscore.so

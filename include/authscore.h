@@ -48,9 +48,15 @@ struct as_dmarc {
     char *rua;             /* published rua, for reporting; NULL if none */
     char *reason;
     unsigned flags;        /* AS_DMARC_* */
+    /* The record that applied, as published (aggregate reports, RFC 7489 7.2). */
+    char *policy_domain;   /* where it was found: from_domain or org_domain; NULL without a record */
+    char p, sp;            /* 'n', 'q', 'r'; sp is p when the record has no sp= */
+    char adkim, aspf;      /* 'r' or 's' */
+    char fo[16];           /* fo= as published, "0" by default */
 };
 #define AS_DMARC_NO_FROM      1u  /* no usable RFC5322.From */
 #define AS_DMARC_MULTI_FROM   2u  /* several From headers or addresses */
+#define AS_DMARC_SAMPLED_OUT  4u  /* pct= lowered the disposition */
 
 /* The policy's answer: what to do with the message (decided by the Lua rules). */
 enum as_action { AS_ACCEPT = 0, AS_ADD_HEADER, AS_QUARANTINE, AS_REJECT, AS_TEMPFAIL };
@@ -96,6 +102,18 @@ struct as_config {
     unsigned memory_kb;          /* 0 = 8192 */
     enum as_action on_error;     /* when the rules do not load or fail as a whole: AS_TEMPFAIL or AS_ACCEPT */
     void (*log)(const char *line);   /* one line per problem, once per process; NULL = stderr */
+    /* shared state (Redis); all optional */
+    const char *redis_url;       /* "redis://[:password@]host:port/db", "unix:/path?db=N&password=P",
+                                  * "sentinel://host:port,host:port/mastername"; NULL = no Redis */
+    const char *redis_prefix;    /* key namespace, NULL = "as:" */
+    unsigned redis_connect_ms;   /* 0 = 50 */
+    unsigned redis_io_ms;        /* 0 = 50 */
+    unsigned redis_backoff_ms;   /* no Redis for this long after a failure; 0 = 10000 */
+    unsigned dns_ttl_max;        /* seconds a DNS answer is shared through Redis at most; 0 = 3600 */
+    unsigned reputation_hours;   /* hourly reputation buckets kept; 0 = 48 (at least 24) */
+    unsigned reputation_days;    /* daily reputation buckets kept; 0 = 30 */
+    unsigned report_keep_days;   /* DMARC report rows kept until reported; 0 = 7 */
+    int no_record;               /* 1: read reputation, but write no counters nor report rows */
 };
 
 struct as_verdict {
@@ -118,6 +136,11 @@ const char *as_engine_rules_error(const as_engine *e);
 
 /* The authserv-id in use (configured, else the host name). */
 const char *as_engine_authserv_id(const as_engine *e);
+
+/* The engine's Redis connection (see redis.h), or NULL when none is configured.
+ * Owned by the engine; shared by the DNS cache and whoever else keeps state. */
+typedef struct redis_conn redis_conn;
+redis_conn *as_engine_redis(as_engine *e);
 
 /* Evaluate one message (raw RFC 5322 bytes, CRLF or LF).  Fills *v, which the
  * caller releases with as_verdict_clear().  Returns 0; -1 only on out-of-memory

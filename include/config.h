@@ -12,6 +12,10 @@ struct as_settings {
     unsigned dns_timeout_ms, dns_budget_ms;
     char **zones;              /* NULL-terminated, or NULL; relative paths resolved against the file */
     char *redis;
+    char *redis_prefix;        /* redis_options = { prefix, connect_ms, io_ms, backoff_ms, dns_ttl_max } */
+    unsigned redis_connect_ms, redis_io_ms, redis_backoff_ms, dns_ttl_max;
+    unsigned reputation_hours, reputation_days;   /* reputation = { hours, days } */
+    unsigned report_keep_days;                    /* dmarc_reports = { keep_days } */
     char **rules;              /* NULL-terminated, or NULL */
     double reject, quarantine, add_header;
     int have_reject, have_quarantine, have_add_header;

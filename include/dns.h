@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <netinet/in.h>
 
+struct redis_conn;
+
 /* RR types we ask for (values are the IANA numbers). */
 enum {
     DNS_T_A = 1, DNS_T_NS = 2, DNS_T_CNAME = 5, DNS_T_SOA = 6, DNS_T_PTR = 12,
@@ -48,6 +50,9 @@ struct dns_config {
     unsigned timeout_ms;   /* per query, default 2000 */
     unsigned budget_ms;    /* per message, default 8000 */
     unsigned cache_max;    /* entries in the per-process cache, default 4096; 0 = default */
+    struct redis_conn *redis;   /* a cache shared through Redis beneath the per-process one, for the
+                                 * network backend (zones are local already); NULL = none.  Not owned. */
+    unsigned redis_ttl_max;     /* seconds an answer is shared at most, default 3600 */
 };
 
 typedef struct dns_ctx dns_ctx;

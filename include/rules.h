@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include "authscore.h"
 #include "message.h"
+#include "redis.h"
+#include "reputation.h"
 
 struct rules_config {
     const char **files;       /* NULL-terminated rule files; NULL or empty = the built-in default ruleset */
@@ -19,6 +21,8 @@ struct rules_input {
     const struct as_envelope *env;
     const struct as_verdict *verdict;
     const struct message *msg;   /* may be NULL: headers are then empty */
+    const struct reputation_view *reputation;   /* m.reputation; NULL = no Redis (all counts 0) */
+    redis_conn *redis;           /* for authscore.store; NULL = its calls return nil */
 };
 
 typedef struct rules rules;

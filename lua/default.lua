@@ -4,6 +4,7 @@
 -- p=quarantine forces that action (after pct), whatever the score says.
 -- Options, from authscore.conf:
 --   allowlist = { ips = { "192.0.2.0/24", ... }, dkim_domains = { "lists.example.org", ... } }
+-- With Redis, m.reputation adds what the cluster has seen (DMARC_REPUTATION_SPOOF).
 
 local allow = config.allowlist or {}
 local TRUSTED_IPS = allow.ips or { "127.0.0.0/8", "::1" }
@@ -90,6 +91,27 @@ symbol "AUTH_TEMPFAIL" { group = "dmarc", score = 0.0, action = "tempfail", prio
       if sig.result == "temperror" and aligned(m, sig.domain) then return true, 1, "DKIM temperror for " .. sig.domain end
     end
     return false
+  end }
+
+-- Reputation (Redis) -------------------------------------------------------------------------
+-- The spoof of a domain whose policy asks for nothing: its mail passes DMARC day after day, and
+-- now a message fails DMARC from a network (/24, /64) that never sent it aligned mail.  Mailing
+-- lists (List-Id) break DMARC for good reasons and are left to the policy.
+local SPOOF_MIN_PASSES = 20        -- DMARC passes of the From domain in 30 days
+local SPOOF_MAX_FAIL_RATIO = 0.25  -- its DMARC fails, at most this share of its passes
+
+symbol "DMARC_REPUTATION_SPOOF" { group = "reputation", score = 9.0,
+  description = "DMARC fail for a From domain that normally passes, from a network that never sent it aligned mail",
+  rule = function(m)
+    local r = m.reputation
+    if not r.available or m.dmarc.result ~= "fail" or #m:header("List-Id") > 0 then return false end
+    local d = r.from_domain
+    if d.dmarc_pass_30d < SPOOF_MIN_PASSES or d.dmarc_fail_30d > d.dmarc_pass_30d * SPOOF_MAX_FAIL_RATIO then
+      return false
+    end
+    if r.net_from.dmarc_pass_30d > 0 then return false end
+    return true, 1, string.format("%s passed DMARC %d times in 30 days (%d fails); %s never sent it aligned mail",
+      m.dmarc.from_domain, d.dmarc_pass_30d, d.dmarc_fail_30d, r.net.id or m.ip)
   end }
 
 -- From header --------------------------------------------------------------------------------

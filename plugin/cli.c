@@ -5,8 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include "authscore.h"
 #include "config.h"
+#include "dns.h"
+#include "redis.h"
+#include "report.h"
 
 #define MAX_MESSAGE (64u << 20)   /* larger input is refused, not truncated */
 #define MAX_LIST 32
@@ -17,9 +22,12 @@ static const char usage[] =
     "       authscore batch [OPTIONS] MANIFEST      (lines: ip TAB helo TAB mail_from TAB path)\n"
     "       authscore test  [OPTIONS] CASES         (lines: name TAB ip TAB helo TAB mail_from TAB path TAB action TAB symbols)\n"
     "       authscore lint  FILE...                 (authscore.conf or rule files)\n"
+    "       authscore dmarc-report [--date YYYY-MM-DD] --org-name NAME --org-email ADDR --out DIR\n"
+    "                       [--receiver DOMAIN] [--config FILE] [--redis URL] [--zone FILE | --dns HOST[:PORT]]\n"
     "options: --config FILE  --rules FILE...  --zone FILE...  --dns HOST[:PORT]...  --authserv-id ID\n"
     "         --timeout-ms N (per DNS query, 2000)  --budget-ms N (DNS per message, 8000)\n"
-    "         --max-dkim-sigs N (10)\n";
+    "         --max-dkim-sigs N (10)  --redis URL (redis://[:password@]host:port/db, unix:/path, sentinel://h:p,h:p/name)\n"
+    "         --record (check, batch, test: write reputation counters and DMARC report rows, as Exim does)\n";
 
 struct opts {
     struct as_config cfg;
@@ -28,6 +36,8 @@ struct opts {
     const char *zones[MAX_LIST + 1], *servers[MAX_LIST + 1], *rules[MAX_LIST + 1];
     int nzones, nservers, nrules, json, have_conf;
     const char *config;
+    int record;
+    const char *date, *org_name, *org_email, *out, *receiver;   /* dmarc-report */
     char **args;               /* positional arguments */
     int nargs;
 };
@@ -75,6 +85,15 @@ static int apply_config(struct opts *o)
         if (!c->dns_timeout_ms) c->dns_timeout_ms = s->dns_timeout_ms;
         if (!c->dns_budget_ms) c->dns_budget_ms = s->dns_budget_ms;
         if (!c->rules) c->rules = (const char **)s->rules;
+        if (!c->redis_url) c->redis_url = s->redis;
+        c->redis_prefix = s->redis_prefix;
+        c->redis_connect_ms = s->redis_connect_ms;
+        c->redis_io_ms = s->redis_io_ms;
+        c->redis_backoff_ms = s->redis_backoff_ms;
+        c->dns_ttl_max = s->dns_ttl_max;
+        c->reputation_hours = s->reputation_hours;
+        c->reputation_days = s->reputation_days;
+        c->report_keep_days = s->report_keep_days;
         if (s->have_reject || s->have_quarantine || s->have_add_header) {
             c->reject = s->have_reject ? s->reject : 15;
             c->quarantine = s->have_quarantine ? s->quarantine : 8;
@@ -93,7 +112,7 @@ static int apply_config(struct opts *o)
 static int parse_opts(int argc, char **argv, struct opts *o, int need_ip)
 {
     enum { O_IP = 1, O_HELO, O_FROM, O_ZONE, O_DNS, O_ID, O_JSON, O_TIMEOUT, O_BUDGET, O_MAXSIGS,
-           O_CONFIG, O_RULES };
+           O_CONFIG, O_RULES, O_REDIS, O_RECORD, O_DATE, O_ORG_NAME, O_ORG_EMAIL, O_OUT, O_RECEIVER };
     static const struct option longopts[] = {
         {"ip", required_argument, 0, O_IP}, {"helo", required_argument, 0, O_HELO},
         {"mail-from", required_argument, 0, O_FROM}, {"zone", required_argument, 0, O_ZONE},
@@ -101,6 +120,10 @@ static int parse_opts(int argc, char **argv, struct opts *o, int need_ip)
         {"json", no_argument, 0, O_JSON}, {"timeout-ms", required_argument, 0, O_TIMEOUT},
         {"budget-ms", required_argument, 0, O_BUDGET}, {"max-dkim-sigs", required_argument, 0, O_MAXSIGS},
         {"config", required_argument, 0, O_CONFIG}, {"rules", required_argument, 0, O_RULES},
+        {"redis", required_argument, 0, O_REDIS}, {"record", no_argument, 0, O_RECORD},
+        {"date", required_argument, 0, O_DATE}, {"org-name", required_argument, 0, O_ORG_NAME},
+        {"org-email", required_argument, 0, O_ORG_EMAIL}, {"out", required_argument, 0, O_OUT},
+        {"receiver", required_argument, 0, O_RECEIVER},
         {0, 0, 0, 0}
     };
     int c, rc;
@@ -116,6 +139,13 @@ static int parse_opts(int argc, char **argv, struct opts *o, int need_ip)
         case O_RULES: if ((rc = add_to(o->rules, &o->nrules, optarg, "--rules"))) return rc; break;
         case O_ID: o->cfg.authserv_id = optarg; break;
         case O_CONFIG: o->config = optarg; break;
+        case O_REDIS: o->cfg.redis_url = optarg; break;
+        case O_RECORD: o->record = 1; break;
+        case O_DATE: o->date = optarg; break;
+        case O_ORG_NAME: o->org_name = optarg; break;
+        case O_ORG_EMAIL: o->org_email = optarg; break;
+        case O_OUT: o->out = optarg; break;
+        case O_RECEIVER: o->receiver = optarg; break;
         case O_JSON: o->json = 1; break;
         case O_TIMEOUT:
             if (parse_uint(optarg, &o->cfg.dns_timeout_ms)) return fail("--timeout-ms: bad number \"%s\"", optarg);
@@ -137,6 +167,7 @@ static int parse_opts(int argc, char **argv, struct opts *o, int need_ip)
     if (o->nzones) o->cfg.zones = o->zones;
     if (o->nservers) o->cfg.dns_servers = o->servers;
     if (o->nrules) o->cfg.rules = o->rules;
+    o->cfg.no_record = !o->record;   /* trying rules must not feed reputation nor send reports */
     return apply_config(o);
 }
 
@@ -480,6 +511,41 @@ static int cmd_lint(int argc, char **argv)
     return bad ? 1 : 0;
 }
 
+/* One report per policy domain and day from the rows Exim recorded in Redis (RFC 7489 7.2). */
+static int cmd_dmarc_report(struct opts *o)
+{
+    if (o->nargs) return fail("unexpected argument \"%s\"", o->args[0]);
+    if (!o->org_name || !o->org_email || !o->out) return fail("%s", "dmarc-report needs --org-name, --org-email and --out");
+    if (!o->cfg.redis_url) return fail("%s", "dmarc-report needs Redis: --redis URL or redis in --config");
+    struct stat sb;
+    if (stat(o->out, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "authscore: --out %s: not a directory\n", o->out);
+        return 1;
+    }
+    char err[600];
+    /* A batch job, not an SMTP session: patient timeouts, no back-off. */
+    struct redis_config rc = { .url = o->cfg.redis_url, .prefix = o->cfg.redis_prefix,
+                               .connect_ms = 2000, .io_ms = 10000, .backoff_ms = 1 };
+    redis_conn *r = redis_new(&rc, err, sizeof err);
+    if (!r) { fprintf(stderr, "authscore: %s\n", err); return 1; }
+    struct dns_config dc = { .servers = o->cfg.dns_servers, .zones = o->cfg.zones,
+                             .timeout_ms = o->cfg.dns_timeout_ms ? o->cfg.dns_timeout_ms : 2000,
+                             .budget_ms = o->cfg.dns_budget_ms ? o->cfg.dns_budget_ms : 8000 };
+    dns_ctx *dns = dns_new(&dc, err, sizeof err);
+    if (!dns) { fprintf(stderr, "authscore: %s\n", err); redis_free(r); return 1; }
+    struct report_opts ro = { .date = o->date, .org_name = o->org_name, .org_email = o->org_email,
+                              .receiver = o->receiver, .out_dir = o->out, .keep_days = o->cfg.report_keep_days,
+                              .redis = r, .dns = dns, .now = time(NULL) };
+    struct report_stats st;
+    int rc2 = report_run(&ro, &st, err, sizeof err);
+    printf("dmarc-report: %u reports (%lu messages), %u mails, %u destinations skipped, %u bad rows\n",
+           st.reports, st.messages, st.mails, st.skipped, st.bad_rows);
+    if (rc2 != 0) fprintf(stderr, "authscore: dmarc-report: %s\n", err);
+    dns_free(dns);
+    redis_free(r);
+    return rc2 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -487,14 +553,15 @@ int main(int argc, char **argv)
     if (argc < 2) { fputs(usage, stderr); return 2; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "lint")) return cmd_lint(argc - 2, argv + 2);
-    int is_check = !strcmp(cmd, "check"), is_spf = !strcmp(cmd, "spf");
-    if (!is_check && !is_spf && strcmp(cmd, "batch") && strcmp(cmd, "test")) {
+    int is_check = !strcmp(cmd, "check"), is_spf = !strcmp(cmd, "spf"), is_report = !strcmp(cmd, "dmarc-report");
+    if (!is_check && !is_spf && !is_report && strcmp(cmd, "batch") && strcmp(cmd, "test")) {
         fputs(usage, stderr);
         return fail("unknown command \"%s\"", cmd);
     }
     int rc = parse_opts(argc - 1, argv + 1, &o, is_check || is_spf);
     if (!rc) {
         if (is_check || is_spf) rc = cmd_check(&o, is_spf);
+        else if (is_report) rc = cmd_dmarc_report(&o);
         else if (!strcmp(cmd, "batch")) rc = cmd_batch(&o);
         else rc = cmd_test(&o);
     }

@@ -7,6 +7,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include "config.h"
+#include "redis.h"
 
 #define MAX_LIST 64
 
@@ -123,6 +124,12 @@ static int check_key(struct loader *ld, lua_State *L, const char *key)
             s->on_error_set = 1;
             return 0;
         }
+        if (!strcmp(key, "redis")) {   /* the URL is checked here, to be reported with its line */
+            char why[300];
+            redis_conn *r = redis_new(&(struct redis_config){ .url = v }, why, sizeof why);
+            if (!r) return bad(ld, L, key, NULL, strncmp(why, "redis: ", 7) ? why : why + 7);
+            redis_free(r);
+        }
         char **dst = !strcmp(key, "redis") ? &s->redis : &s->authserv_id;
         return (*dst = strdup(v)) ? 0 : bad(ld, L, key, NULL, "out of memory");
     }
@@ -142,6 +149,24 @@ static int check_key(struct loader *ld, lua_State *L, const char *key)
         lua_pop(L, 1);
         return 0;
     }
+    if (!strcmp(key, "redis_options")) {
+        static const char *const f[] = { "prefix", "connect_ms", "io_ms", "backoff_ms", "dns_ttl_max", NULL };
+        unsigned max[] = { 0, 60000, 60000, 3600000, 604800 };
+        unsigned *dst[] = { NULL, &s->redis_connect_ms, &s->redis_io_ms, &s->redis_backoff_ms, &s->dns_ttl_max };
+        if (only_fields(ld, L, key, f)) return -1;
+        if (lua_getfield(L, -1, "prefix") != LUA_TNIL) {
+            size_t len;
+            const char *p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+            if (!p || len > 64 || strlen(p) != len) return bad(ld, L, key, "prefix", "expected a string of at most 64 bytes");
+            if (!(s->redis_prefix = strdup(p))) return bad(ld, L, key, "prefix", "out of memory");
+        }
+        lua_pop(L, 1);
+        for (int i = 1; f[i]; i++) {
+            if (lua_getfield(L, -1, f[i]) != LUA_TNIL && get_uint(ld, L, key, f[i], max[i], dst[i])) return -1;
+            lua_pop(L, 1);
+        }
+        return 0;
+    }
     if (!strcmp(key, "actions")) {
         static const char *const f[] = { "reject", "quarantine", "add_header", NULL };
         if (only_fields(ld, L, key, f)) return -1;
@@ -155,6 +180,26 @@ static int check_key(struct loader *ld, lua_State *L, const char *key)
             }
             lua_pop(L, 1);
         }
+        return 0;
+    }
+    if (!strcmp(key, "reputation")) {
+        static const char *const f[] = { "hours", "days", NULL };
+        if (only_fields(ld, L, key, f)) return -1;
+        if (lua_getfield(L, -1, "hours") != LUA_TNIL &&
+            (get_uint(ld, L, key, "hours", 24 * 366, &s->reputation_hours) ||
+             (s->reputation_hours < 24 && bad(ld, L, key, "hours", "expected a whole number from 24 to 8784"))))
+            return -1;
+        lua_pop(L, 1);
+        if (lua_getfield(L, -1, "days") != LUA_TNIL && get_uint(ld, L, key, "days", 366, &s->reputation_days)) return -1;
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (!strcmp(key, "dmarc_reports")) {
+        static const char *const f[] = { "keep_days", NULL };
+        if (only_fields(ld, L, key, f)) return -1;
+        if (lua_getfield(L, -1, "keep_days") != LUA_TNIL && get_uint(ld, L, key, "keep_days", 60, &s->report_keep_days))
+            return -1;
+        lua_pop(L, 1);
         return 0;
     }
     if (!strcmp(key, "limits")) {
@@ -236,7 +281,7 @@ static void free_list(char **v)
 
 void config_free(struct as_settings *s)
 {
-    free(s->path); free(s->authserv_id); free(s->redis);
+    free(s->path); free(s->authserv_id); free(s->redis); free(s->redis_prefix);
     free_list(s->dns_servers); free_list(s->zones); free_list(s->rules);
     memset(s, 0, sizeof *s);
 }

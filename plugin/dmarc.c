@@ -314,6 +314,7 @@ struct record {
     int pct;
     int rua_valid;           /* at least one syntactically valid URI */
     char rua[RUA_MAX + 1];
+    char fo[16];             /* as published when it reads as fo (0, 1, d, s joined by ':'), else "0" */
 };
 
 static int tag_is(const char *s, size_t n, const char *word)
@@ -378,10 +379,11 @@ static int uri_list_valid(const char *v)
  * first occurrence of a tag wins. */
 static void record_parse(const char *s, size_t n, struct record *r)
 {
-    int seen_adkim = 0, seen_aspf = 0, seen_pct = 0, seen_rua = 0;
+    int seen_adkim = 0, seen_aspf = 0, seen_pct = 0, seen_rua = 0, seen_fo = 0;
     memset(r, 0, sizeof *r);
     r->adkim = r->aspf = 'r';
     r->pct = 100;
+    r->fo[0] = '0';
     for (size_t i = 0; i < n;) {
         size_t j = i;
         while (j < n && s[j] != ';') j++;
@@ -406,6 +408,10 @@ static void record_parse(const char *s, size_t n, struct record *r)
                 memcpy(r->rua, v, vl);
                 r->rua[vl] = '\0';
                 r->rua_valid = uri_list_valid(r->rua);
+            } else if (tag_is(t, tl, "fo") && !seen_fo++ && vl > 0 && vl < sizeof r->fo &&
+                       strspn(v, "01ds:") >= vl) {
+                memcpy(r->fo, v, vl);
+                r->fo[vl] = '\0';
             }
         }
         i = j + 1;
@@ -424,6 +430,9 @@ struct eval {
     int spf_aligned, dkim_aligned;
     char rua[RUA_MAX + 1];
     char why[400];             /* the story of the record, for the reason line */
+    int at_org;                /* the record is the organizational domain's */
+    char p, sp;                /* as published (sp = p when absent), for reports */
+    char fo[16];
 };
 
 static const char *policy_str(char p)
@@ -595,6 +604,10 @@ static int evaluate(dns_ctx *dns, struct eval *e, const struct as_spf *spf, cons
         whyf(e, "DMARC record at _dmarc.%s refused by libopendmarc", where);
         return 0;
     }
+    e->at_org = at_org;
+    e->p = r.p;
+    e->sp = r.sp ? r.sp : r.p;
+    memcpy(e->fo, r.fo, sizeof e->fo);
     if (spf && spf->result == AS_PASS) e->spf_aligned = aligned(e, spf->domain, e->aspf);
     for (size_t i = 0; dkim && i < dkim->n && !e->dkim_aligned; i++)
         if (dkim->sigs[i].result == AS_PASS) e->dkim_aligned = aligned(e, dkim->sigs[i].domain, e->adkim);
@@ -749,6 +762,13 @@ int dmarc_check(dns_ctx *dns, const struct message *m, const struct as_spf *spf,
         if (!(out->policy = strdup(policy_str(sel->policy)))) goto oom;
         if (!(out->disposition = strdup(policy_str(dis)))) goto oom;
         if (sel->rua[0] && !(out->rua = strdup(sel->rua))) goto oom;
+        if (!(out->policy_domain = strdup(sel->at_org ? sel->org : sel->domain))) goto oom;
+        out->p = sel->p;
+        out->sp = sel->sp;
+        out->adkim = sel->adkim;
+        out->aspf = sel->aspf;
+        memcpy(out->fo, sel->fo, sizeof out->fo);
+        if (sampled_out) out->flags |= AS_DMARC_SAMPLED_OUT;
     }
 strings:
     if (!(out->reason = strdup(b.s))) goto oom;

@@ -323,6 +323,12 @@ dns_ctx *dns_new(const struct dns_config *cfg, char *err, size_t errlen)
     d->now = mono_ms;
     if (!cfg->zones) {
         if (!(d->be = dns_net_backend_new(cfg, err, errlen))) goto err;
+        if (cfg->redis) {
+            struct dns_backend *shared = dns_redis_backend_new(d->be, cfg->redis, cfg->redis_ttl_max,
+                                                                cfg->timeout_ms ? cfg->timeout_ms : 2000, err, errlen);
+            if (!shared) goto err;
+            d->be = shared;
+        }
         return d;
     }
     if (!(d->be = d->zone = dns_zone_backend_new(err, errlen))) goto err;

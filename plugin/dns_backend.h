@@ -27,6 +27,11 @@ struct dns_backend {
 /* Backends.  Both return NULL with a one-line reason in err. */
 struct dns_backend *dns_zone_backend_new(char *err, size_t errlen);
 struct dns_backend *dns_net_backend_new(const struct dns_config *cfg, char *err, size_t errlen);
+/* Answers shared through Redis above lower (dns_redis.c); lock_ms bounds how long
+ * a process waits for another that is asking the same question.  Takes lower on
+ * success only; redis stays the caller's.  NULL on OOM with the reason in err. */
+struct dns_backend *dns_redis_backend_new(struct dns_backend *lower, struct redis_conn *redis, unsigned ttl_max,
+                                          unsigned lock_ms, char *err, size_t errlen);
 
 /* Load master-file text.  strict: the first bad line fails the load (and nothing is
  * added); otherwise bad lines are skipped, counted in *skipped, the first described

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include "authscore.h"
 #include "authres.h"
@@ -9,11 +10,19 @@
 #include "dmarc.h"
 #include "dns.h"
 #include "message.h"
+#include "pipeline.h"
+#include "redis.h"
+#include "report.h"
+#include "reputation.h"
 #include "rules.h"
 #include "spf.h"
 
 struct as_engine {
     dns_ctx *dns;
+    redis_conn *redis;         /* NULL without Redis */
+    struct reputation_config rep;
+    unsigned report_keep_days;
+    int no_record;
     dkim_verifier *dkim;       /* created on first message: libopendkim set-up is not free */
     unsigned max_dkim_sigs;
     rules *rules;              /* NULL when the rule files did not load: on_error applies */
@@ -70,9 +79,21 @@ as_engine *as_engine_new(const struct as_config *cfg, char *err, size_t errlen)
         .servers = cfg->dns_servers, .zones = cfg->zones,
         .timeout_ms = cfg->dns_timeout_ms ? cfg->dns_timeout_ms : 2000,
         .budget_ms = cfg->dns_budget_ms ? cfg->dns_budget_ms : 8000,
+        .redis_ttl_max = cfg->dns_ttl_max,
     };
+    if (cfg->redis_url) {
+        struct redis_config rc = {
+            .url = cfg->redis_url, .prefix = cfg->redis_prefix, .connect_ms = cfg->redis_connect_ms,
+            .io_ms = cfg->redis_io_ms, .backoff_ms = cfg->redis_backoff_ms, .log = cfg->log,
+        };
+        if (!(e->redis = dc.redis = redis_new(&rc, err, errlen))) goto err;
+    }
     e->dns = dns_new(&dc, err, errlen);
     if (!e->dns) goto err;
+    e->rep.hours = cfg->reputation_hours;
+    e->rep.days = cfg->reputation_days;
+    e->report_keep_days = cfg->report_keep_days;
+    e->no_record = cfg->no_record;
     e->log = cfg->log;
     if (dns_zone_warning(e->dns)) log_line(e, dns_zone_warning(e->dns));
     e->on_error = cfg->on_error == AS_ACCEPT ? AS_ACCEPT : AS_TEMPFAIL;
@@ -87,6 +108,7 @@ as_engine *as_engine_new(const struct as_config *cfg, char *err, size_t errlen)
     if (!e->rules) log_line(e, e->rules_err);
     return e;
 err:
+    redis_free(e->redis);
     free(e);
     return NULL;
 }
@@ -97,6 +119,7 @@ void as_engine_free(as_engine *e)
     if (e->dkim) dkim_verifier_free(e->dkim);
     rules_free(e->rules);
     dns_free(e->dns);
+    redis_free(e->redis);
     free(e);
 }
 
@@ -118,7 +141,8 @@ int as_check_spf(as_engine *e, const struct as_envelope *env, struct as_spf *out
 }
 
 /* The rules decide; when they could not load, on_error decides, visibly. */
-static int score(as_engine *e, const struct as_envelope *env, const struct message *m, struct as_verdict *v)
+static int score(as_engine *e, const struct as_envelope *env, const struct message *m, struct as_verdict *v,
+                 const struct reputation_view *rv)
 {
     if (e->rules) {
         char err[400], line[512];
@@ -126,7 +150,7 @@ static int score(as_engine *e, const struct as_envelope *env, const struct messa
             snprintf(line, sizeof line, "%s (the rules loaded before stay in force)", err);
             log_line(e, line);
         }
-        struct rules_input in = { env, v, m };
+        struct rules_input in = { env, v, m, rv, e->redis };
         return rules_eval(e->rules, &in, &v->score);
     }
     struct as_score *s = &v->score;
@@ -138,6 +162,21 @@ static int score(as_engine *e, const struct as_envelope *env, const struct messa
     s->nsym = 1;
     if (e->on_error == AS_TEMPFAIL) s->smtp_message = strdup("Temporary local problem, please try again later");
     return s->sym[0].name && s->sym[0].reason ? 0 : -1;
+}
+
+/* After the verdict: reputation counters and the DMARC report row, in one round trip.
+ * A tempfailed message comes back later and is counted then. */
+static void record(as_engine *e, const struct as_envelope *env, const struct as_verdict *v,
+                   const struct reputation_view *rv, time_t now)
+{
+    struct pipeline p;
+    if (!e->redis || e->no_record || v->score.action == AS_TEMPFAIL) return;
+    pipeline_init(&p);
+    const char *prefix = redis_prefix(e->redis);
+    if (reputation_record(&p, prefix, &e->rep, env, v, rv, now) == 0 &&
+        report_record(&p, prefix, e->report_keep_days, env, v, now) == 0)
+        pipeline_exec(&p, e->redis);    /* a failure is logged by redis.c: verdicts never wait on it */
+    pipeline_free(&p);
 }
 
 const char *as_engine_rules_error(const as_engine *e)
@@ -164,7 +203,13 @@ int as_check(as_engine *e, const struct as_envelope *env, const char *msg, size_
     if (dmarc_check(e->dns, &m, &v->spf, &v->dkim, &v->dmarc) != 0) goto err;
     v->authentication_results = authres_format(e->authserv_id, v);
     if (!v->authentication_results) goto err;
-    if (score(e, env, &m, v) != 0) goto err;
+    time_t now = time(NULL);
+    struct reputation_view rv;
+    reputation_read(e->redis, &e->rep, env, v, now, &rv);
+    int rc = score(e, env, &m, v, &rv);
+    if (rc == 0) record(e, env, v, &rv, now);
+    reputation_view_clear(&rv);
+    if (rc != 0) goto err;
     message_free(&m);
     return 0;
 err:
@@ -176,6 +221,11 @@ err:
 const char *as_engine_authserv_id(const as_engine *e)
 {
     return e->authserv_id;
+}
+
+redis_conn *as_engine_redis(as_engine *e)
+{
+    return e->redis;
 }
 
 void as_spf_clear(struct as_spf *s)
@@ -197,7 +247,7 @@ void as_dkim_clear(struct as_dkim *d)
 void as_dmarc_clear(struct as_dmarc *d)
 {
     free(d->from_domain); free(d->org_domain); free(d->policy); free(d->disposition);
-    free(d->rua); free(d->reason);
+    free(d->rua); free(d->reason); free(d->policy_domain);
     memset(d, 0, sizeof *d);
 }
 

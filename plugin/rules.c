@@ -471,9 +471,12 @@ static void open_sandbox(lua_State *L, int ro_mt)
     lua_setfield(L, -2, "symbol");
     lua_pushcfunction(L, l_require);
     lua_setfield(L, -2, "require");
-    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 2);
     lua_pushcfunction(L, l_authscore_ip_in);
     lua_setfield(L, -2, "ip_in");
+    reputation_store_open(L);
+    make_ro(L, ro_mt);
+    lua_setfield(L, -2, "store");
     make_ro(L, ro_mt);
     lua_setfield(L, -2, "authscore");
     lua_setfield(L, LUA_REGISTRYINDEX, "authscore.sandbox");
@@ -865,6 +868,10 @@ static int l_build_m(lua_State *L)
     make_ro(L, ro);
     lua_setfield(L, -2, "symbols");
 
+    reputation_push(L, in->reputation);
+    deep_ro(L, ro, 0);
+    lua_setfield(L, -2, "reputation");
+
     lua_pushlightuserdata(L, (void *)in->msg);
     lua_pushcclosure(L, l_m_header, 1);
     lua_setfield(L, -2, "header");
@@ -945,6 +952,7 @@ static int l_eval_all(lua_State *L)
 {
     struct eval *ev = lua_touserdata(L, 1);
     struct lstate *st = ev->r->st;
+    reputation_store_bind(L, ev->in->redis);
     lua_pushcfunction(L, l_build_m);
     lua_pushlightuserdata(L, (void *)ev->in);
     lua_pushinteger(L, st->ro_mt);

@@ -70,7 +70,7 @@ static const struct as_symbol *find_sym(const struct as_score *s, const char *na
 
 static int eval(rules *r, struct fixture *f, struct as_score *out)
 {
-    struct rules_input in = { &f->env, &f->v, NULL };
+    struct rules_input in = { .env = &f->env, .verdict = &f->v };
     return rules_eval(r, &in, out);
 }
 
