@@ -240,7 +240,7 @@ sed -i 's/backoff_ms = 2000/backoff_ms = 300/' "$tmp/sentinel.conf"
 # C once its back-off is over: it asks the sentinels again and writes to the new primary.
 sed -n 1p "$tmp/one" > "$tmp/partA"; sed -n 2,4p "$tmp/one" > "$tmp/partB"; sed -n '5,$p' "$tmp/one" > "$tmp/partC"
 rm -f "$tmp/fifo"; mkfifo "$tmp/fifo"
-"$AUTHSCORE" batch --config "$tmp/sentinel.conf" - < "$tmp/fifo" > "$tmp/sent.out" 2>"$tmp/sent.err" & bpid=$!; pids="$pids $bpid"
+"$AUTHSCORE" batch --record --config "$tmp/sentinel.conf" - < "$tmp/fifo" > "$tmp/sent.out" 2>"$tmp/sent.err" & bpid=$!; pids="$pids $bpid"
 exec 3> "$tmp/fifo"
 cat "$tmp/partA" >&3
 i=0; while [ "$(wc -l < "$tmp/sent.out")" -lt 1 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
@@ -268,6 +268,25 @@ done
 check '[ "$(rcli replica exists as:dns:TXT:_dmarc.example.net)" = 1 ] && [ "$(rcli replica exists as:dns:TXT:_dmarc.nx.example.com)" = 1 ]' \
       "after the back-off the process did not write to the new primary: $(cat "$tmp/sent.err")"
 check '[ "$(rcli replica exists as:dns:TXT:example.com)" = 1 ]' "what the old primary had replicated is gone"
+# What was recorded around the failover: every message counts once in its From domain's daily
+# bucket and, with a rua (example.com), adds a report row.  Part A reached the old primary and its
+# replica; part B was checked while the process backed off, so its records were never written (a
+# checking process does not hold records back: an Exim process lives one connection); part C went
+# to the new primary.
+day=$(( $(date -u +%s) / 86400 ))
+counted=0
+for k in $(rcli replica --scan --pattern 'as:rep:from:*'); do
+    c=$(rcli replica hget "$k" "d$day:n"); counted=$((counted + ${c:-0}))
+done
+nA=$(wc -l < "$tmp/partA"); nB=$(wc -l < "$tmp/partB"); nC=$(wc -l < "$tmp/partC")
+check '[ "$counted" -eq $((nA + nC)) ]' "messages counted on the new primary: $counted, expected A+C = $((nA + nC))"
+# Report rows of example.com's policy: A's message, and C's two from its subdomains (mx., nx.);
+# not B's three (203.0.113.66, 198.51.100.7).
+ips=$(for k in $(rcli replica --scan --pattern 'as:dmarc:rows:*:example.com'); do rcli replica hkeys "$k"; done |
+      cut -d'|' -f2 | sort | tr '\n' ' ')
+rows=$(echo "$ips" | wc -w)
+check '[ "$ips" = "192.0.2.10 192.0.2.25 192.0.2.99 " ]' "report rows for example.com on the new primary from: $ips"
+echo "   records: $counted messages counted (A $nA + C $nC), B's $nB lost in the back-off window; example.com report rows: $rows (A 1, C 2; B 3 lost)"
 echo "   logged: $(tr '\n' '|' < "$tmp/sent.err")"
 echo "   writes lost in the window: $lostB of 3 cache entries of part B (answered while the process backed off)"
 # A fresh process finds the new primary at once.
