@@ -12,7 +12,6 @@ LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lspf2 -lopendmarc -lh
 
 LIB_SRC := $(filter-out plugin/cli.c plugin/exim.c,$(wildcard plugin/*.c))
 LIB_OBJ := $(LIB_SRC:plugin/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/default_rules.o
-SO_OBJ  := $(LIB_OBJ) $(if $(wildcard plugin/exim.c),$(BUILD)/obj/exim.o)
 TEST_SRC := $(wildcard tests/*_test.c tests/*_suite.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
@@ -42,10 +41,12 @@ $(BUILD)/libauthscore.a: $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/authscore: $(BUILD)/obj/cli.o $(BUILD)/libauthscore.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(CFLAGS) -Wl,--as-needed -o $@ $^ $(LIBS)
 
-$(BUILD)/authscore.so: $(SO_OBJ)
-	$(CC) $(CFLAGS) -shared -fvisibility=hidden -o $@ $^ $(LIBS)
+# Linked from the archive with --as-needed: only the objects and libraries the entry points reach
+# (no jansson, no libspf2), so Exim's dlopen of a fresh process relocates less.
+$(BUILD)/authscore.so: $(BUILD)/obj/exim.o $(BUILD)/libauthscore.a
+	$(CC) $(CFLAGS) -shared -fvisibility=hidden -Wl,--as-needed -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libauthscore.a $(wildcard tests/*.h)
 	@mkdir -p $(@D)
@@ -72,8 +73,17 @@ demo: deps
 	$(MAKE) all
 	sh examples/demo.sh $(BUILD)/authscore
 
-bench: all
-	@echo "bench: not yet implemented (see the benchmark issue); build is in $(BUILD)/"
+# The benchmark (bench/run.sh; RSPAMD=1 adds rspamd side by side).  Packages first, then a second make
+# runs it, so that LIBS is read from pkg-config once the -dev packages are there.
+BENCH_DEBS := nsd ldnsutils python3 python3-dnspython python3-cryptography redis-server valgrind openssl
+bench:
+ifeq ($(BENCH_STAGE),run)
+	CC='$(CC)' BENCH_CFLAGS='$(WARN) $(CFLAGS)' BENCH_LIBS='$(LIBS)' RSPAMD='$(RSPAMD)' sh bench/run.sh $(BUILD)
+else
+	@sh tests/deps.sh $(BUILD_DEBS) $(BENCH_DEBS)
+	$(MAKE) all
+	@$(MAKE) --no-print-directory BENCH_STAGE=run bench
+endif
 
 clean:
 	rm -rf build
