@@ -16,6 +16,13 @@ int dmarc_org_domain(const char *domain, char *out, size_t outlen);
 int dmarc_check(dns_ctx *dns, const struct message *m, const struct as_spf *spf,
                 const struct as_dkim *dkim, struct as_dmarc *out);
 
+/* Ask for the records dmarc_check() will look up (_dmarc.<From domain> and
+ * _dmarc.<organizational domain>), ahead of need. */
+void dmarc_prefetch(dns_ctx *dns, const struct message *m);
+
+/* Forget the policies remembered per record (see dmarc.c); for the end of a process. */
+void dmarc_cache_flush(void);
+
 #define DMARC_MAX_FROM_DOMAINS 8
 
 /* The author domains of a message's From fields. */

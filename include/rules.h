@@ -22,6 +22,8 @@ struct rules_input {
     const struct as_verdict *verdict;
     const struct message *msg;   /* may be NULL: headers are then empty */
     const struct reputation_view *reputation;   /* m.reputation; NULL = no Redis (all counts 0) */
+    int identities;              /* with reputation NULL: m.reputation still names the identities,
+                                  * worked out only if a rule asks (as reputation_read without Redis) */
     redis_conn *redis;           /* for authscore.store; NULL = its calls return nil */
 };
 

@@ -17,6 +17,12 @@ struct spf_request {
  * Fills out (caller releases with as_spf_clear).  Returns 0, -1 on out-of-memory. */
 int spf_check(dns_ctx *dns, const struct spf_request *req, struct as_spf *out);
 
+/* Ask for the record check_host() starts from, ahead of need (see dns_prefetch). */
+void spf_prefetch(dns_ctx *dns, const struct spf_request *req);
+
+/* Forget the records parsed so far (see spf.c); for the end of a process. */
+void spf_cache_flush(void);
+
 /* The same through libspf2 (our DNS layer beneath it), for comparison: its parser and
  * macro expander fail part of the RFC 7208 suite.  Same contract as spf_check. */
 int spf_check_libspf2(dns_ctx *dns, const struct spf_request *req, struct as_spf *out);

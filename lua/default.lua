@@ -103,8 +103,9 @@ local SPOOF_MAX_FAIL_RATIO = 0.25  -- its DMARC fails, at most this share of its
 symbol "DMARC_REPUTATION_SPOOF" { group = "reputation", score = 9.0,
   description = "DMARC fail for a From domain that normally passes, from a network that never sent it aligned mail",
   rule = function(m)
+    if m.dmarc.result ~= "fail" then return false end   -- first: m.reputation is built when asked for
     local r = m.reputation
-    if not r.available or m.dmarc.result ~= "fail" or #m:header("List-Id") > 0 then return false end
+    if not r.available or #m:header("List-Id") > 0 then return false end
     local d = r.from_domain
     if d.dmarc_pass_30d < SPOOF_MIN_PASSES or d.dmarc_fail_30d > d.dmarc_pass_30d * SPOOF_MAX_FAIL_RATIO then
       return false

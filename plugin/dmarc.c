@@ -28,13 +28,18 @@
 static const psl_ctx_t *psl;
 static pthread_once_t psl_once = PTHREAD_ONCE_INIT;
 
-/* Debian's list when installed, else the copy compiled into libpsl.  Never freed:
- * one per process, like the list itself. */
+/* The list compiled into libpsl (Debian builds it from its publicsuffix package, the
+ * list installed in /usr/share/publicsuffix): no file to read in each new process.
+ * The installed file when libpsl has none.  Never freed: one per process. */
 static void psl_init(void)
 {
-    psl_ctx_t *p = psl_load_file(PSL_FILE);
-    psl = p ? p : psl_builtin();
+    psl = psl_builtin();
+    if (!psl) psl = psl_load_file(PSL_FILE);
 }
+
+#define ORG_CACHE 128
+
+static struct org_memo { char *domain, *org; } org_cache[ORG_CACHE];   /* org NULL: a public suffix */
 
 static char lc(char c)
 {
@@ -67,11 +72,28 @@ int dmarc_org_domain(const char *domain, char *out, size_t outlen)
         strcpy(buf, lower);
         psl_free_string(lower);
     }
-    pthread_once(&psl_once, psl_init);
-    if (!psl) return -1;
-    const char *reg = psl_registrable_domain(psl, buf);
-    if (!reg || strlen(reg) >= outlen) return -1;
-    strcpy(out, reg);
+    /* A few names come back again and again (the From domain, its signers): remembered. */
+    uint32_t h = 2166136261u;
+    for (const char *p = buf; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    struct org_memo *m = &org_cache[h % ORG_CACHE];
+    if (!m->domain || strcmp(m->domain, buf) != 0) {
+        pthread_once(&psl_once, psl_init);
+        if (!psl) return -1;
+        const char *reg = psl_registrable_domain(psl, buf);
+        char *d = strdup(buf), *o = reg ? strdup(reg) : NULL;
+        if (!d || (reg && !o)) {
+            free(d);
+            free(o);
+            if (!reg || strlen(reg) >= outlen) return -1;
+            strcpy(out, reg);
+            return 0;
+        }
+        free(m->domain);
+        free(m->org);
+        m->domain = d, m->org = o;
+    }
+    if (!m->org || strlen(m->org) >= outlen) return -1;
+    strcpy(out, m->org);
     return 0;
 }
 
@@ -491,6 +513,18 @@ static void prefetch(dns_ctx *dns, const char *name)
     if (snprintf(q, sizeof q, "_dmarc.%s", name) <= DOMAIN_MAX) dns_prefetch(dns, q, DNS_T_TXT);
 }
 
+void dmarc_prefetch(dns_ctx *dns, const struct message *m)
+{
+    struct dmarc_from f;
+    char org[DOMAIN_MAX + 2];
+    dmarc_from_collect(m, &f);
+    for (size_t i = 0; i < f.n; i++) {
+        org_or_self(f.domain[i], org, sizeof org);
+        prefetch(dns, f.domain[i]);
+        if (strcmp(org, f.domain[i]) != 0) prefetch(dns, org);
+    }
+}
+
 /* Whether identity domain id aligns with the From domain (mode 's' strict, 'r' relaxed). */
 static int aligned(const struct eval *e, const char *id, char mode)
 {
@@ -507,13 +541,8 @@ static int aligned(const struct eval *e, const char *id, char mode)
  * the alignment modes.  Rebuilt because libopendmarc refuses a whole record for one
  * bad value (adkim=x) where RFC 7489 6.3 asks for the default, and reads "p=rej" as
  * reject.  Returns 0, -1 on OOM, 1 when libopendmarc refused the record. */
-static int policy_from_library(struct eval *e, const struct record *r, int at_org)
+static int policy_uncached(struct eval *e, const char *clean, int at_org)
 {
-    char clean[RUA_MAX + 128];
-    int w = snprintf(clean, sizeof clean, "v=DMARC1; p=%s; adkim=%c; aspf=%c; pct=%d",
-                     policy_str(r->p), r->adkim, r->aspf, r->pct);
-    if (r->sp) w += snprintf(clean + w, sizeof clean - (size_t)w, "; sp=%s", policy_str(r->sp));
-    if (r->rua[0]) snprintf(clean + w, sizeof clean - (size_t)w, "; rua=%s", r->rua);
     DMARC_POLICY_T *ctx = opendmarc_policy_connect_init((u_char *)"0.0.0.0", 0);
     if (!ctx) return -1;
     int rc = 1;
@@ -549,6 +578,64 @@ static int policy_from_library(struct eval *e, const struct record *r, int at_or
 out:
     opendmarc_policy_connect_shutdown(ctx);
     return rc;
+}
+
+/* libopendmarc's answers, per process: the same record for the same domains gets
+ * the same policy, so a sender's record is handed to the library once (a record
+ * that changes is another key). */
+#define POLICY_CACHE 256
+
+struct policy_memo {
+    char *key;                 /* clean record, From domain, organizational domain or "" */
+    int rc;
+    char policy, adkim, aspf;
+    int is_sp, pct;
+    char rua[RUA_MAX + 1];
+};
+
+static struct policy_memo policy_cache[POLICY_CACHE];
+
+static int policy_from_library(struct eval *e, const struct record *r, int at_org)
+{
+    char clean[RUA_MAX + 128], key[sizeof clean + 2 * DOMAIN_MAX + 4];
+    int w = snprintf(clean, sizeof clean, "v=DMARC1; p=%s; adkim=%c; aspf=%c; pct=%d",
+                     policy_str(r->p), r->adkim, r->aspf, r->pct);
+    if (r->sp) w += snprintf(clean + w, sizeof clean - (size_t)w, "; sp=%s", policy_str(r->sp));
+    if (r->rua[0]) snprintf(clean + w, sizeof clean - (size_t)w, "; rua=%s", r->rua);
+    int kl = snprintf(key, sizeof key, "%s|%s|%s", clean, e->domain, at_org ? e->org : "");
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < kl; i++) h = (h ^ (unsigned char)key[i]) * 16777619u;
+    struct policy_memo *m = &policy_cache[h % POLICY_CACHE];
+    if (!m->key || strcmp(m->key, key) != 0) {
+        int rc = policy_uncached(e, clean, at_org);
+        if (rc < 0) return rc;
+        free(m->key);
+        if (!(m->key = strdup(key))) return rc;     /* answered, just not remembered */
+        m->rc = rc;
+        m->policy = e->policy, m->adkim = e->adkim, m->aspf = e->aspf;
+        m->is_sp = e->is_sp, m->pct = e->pct;
+        memcpy(m->rua, e->rua, sizeof m->rua);
+        return rc;
+    }
+    if (m->rc == 0) {
+        e->policy = m->policy, e->adkim = m->adkim, e->aspf = m->aspf;
+        e->is_sp = m->is_sp, e->pct = m->pct;
+        memcpy(e->rua, m->rua, sizeof e->rua);
+    }
+    return m->rc;
+}
+
+void dmarc_cache_flush(void)
+{
+    for (size_t i = 0; i < ORG_CACHE; i++) {
+        free(org_cache[i].domain);
+        free(org_cache[i].org);
+        org_cache[i].domain = org_cache[i].org = NULL;
+    }
+    for (size_t i = 0; i < POLICY_CACHE; i++) {
+        free(policy_cache[i].key);
+        policy_cache[i].key = NULL;
+    }
 }
 
 /* Discover the record (RFC 7489 6.6.3), then align.  Returns 0, -1 on OOM. */

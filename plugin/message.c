@@ -4,23 +4,32 @@
 #include <strings.h>
 #include "message.h"
 
-/* Copy data with every bare LF turned into CRLF, as DKIM canonicalisation expects. */
+/* Copy data with every bare LF turned into CRLF, as DKIM canonicalisation expects:
+ * one block copy per line end to fix, so a message that is CRLF already is copied
+ * in one go. */
 static char *copy_crlf(const char *data, size_t len, size_t *outlen, unsigned *flags)
 {
+    const char *end = data + len;
     size_t extra = 0;
-    for (size_t i = 0; i < len; i++)
-        if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r')) extra++;
+    for (const char *p = data; (p = memchr(p, '\n', (size_t)(end - p))); p++)
+        if (p == data || p[-1] != '\r') extra++;
+    if (memchr(data, '\0', len)) *flags |= MSG_F_NUL;
     char *buf = malloc(len + extra + 1);
     if (!buf) return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = data[i];
-        if (c == '\0') *flags |= MSG_F_NUL;
-        if (c == '\n' && (i == 0 || data[i - 1] != '\r')) buf[o++] = '\r';
-        buf[o++] = c;
+    char *o = buf;
+    const char *from = data;
+    for (const char *p = data; extra && (p = memchr(p, '\n', (size_t)(end - p))); p++) {
+        if (p > data && p[-1] == '\r') continue;
+        memcpy(o, from, (size_t)(p - from));
+        o += p - from;
+        *o++ = '\r';
+        from = p;
+        extra--;
     }
-    buf[o] = '\0';
-    *outlen = o;
+    memcpy(o, from, (size_t)(end - from));
+    o += end - from;
+    *o = '\0';
+    *outlen = (size_t)(o - buf);
     return buf;
 }
 

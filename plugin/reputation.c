@@ -23,10 +23,12 @@
 static const char *const kind_key[REP_NKINDS] = { "ip", "net", "from", "spf", "ipfrom", "netfrom" };
 static const char *const kind_lua[REP_NKINDS] = { "ip", "net", "from_domain", "spf_domain", "ip_from", "net_from" };
 static const char *const counter_code[REP_NCOUNTERS] = { "n", "sp", "sf", "kp", "kf", "mp", "mf" };
-static const char *const counter_lua[REP_NCOUNTERS] = {
-    "messages", "spf_pass", "spf_fail", "dkim_pass", "dkim_fail", "dmarc_pass", "dmarc_fail"
+/* m.reputation's fields, <counter>_<window>: constants, so Lua finds them in its string cache. */
+static const char *const field_lua[REP_NCOUNTERS][REP_NWINDOWS] = {
+    { "messages_24h", "messages_30d" }, { "spf_pass_24h", "spf_pass_30d" }, { "spf_fail_24h", "spf_fail_30d" },
+    { "dkim_pass_24h", "dkim_pass_30d" }, { "dkim_fail_24h", "dkim_fail_30d" },
+    { "dmarc_pass_24h", "dmarc_pass_30d" }, { "dmarc_fail_24h", "dmarc_fail_30d" },
 };
-static const char *const window_lua[REP_NWINDOWS] = { "24h", "30d" };
 
 static unsigned hours_of(const struct reputation_config *cfg)
 {
@@ -296,9 +298,8 @@ static void push_entity(lua_State *L, const struct rep_entity *e)
     lua_createtable(L, 0, REP_NCOUNTERS * REP_NWINDOWS + 1);
     for (int i = 0; i < REP_NCOUNTERS; i++)
         for (int w = 0; w < REP_NWINDOWS; w++) {
-            lua_pushfstring(L, "%s_%s", counter_lua[i], window_lua[w]);
             lua_pushinteger(L, e ? (lua_Integer)e->count[i][w] : 0);
-            lua_rawset(L, -3);
+            lua_setfield(L, -2, field_lua[i][w]);
         }
     if (e && e->present) {
         lua_pushstring(L, e->id);

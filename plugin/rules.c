@@ -41,6 +41,9 @@ struct lstate {
     struct rsym *sym;               /* in evaluation order: dependencies first */
     size_t nsym;
     int ro_mt;                      /* registry ref: metatable of read-only views */
+    int m_mt;                       /* registry ref: metatable of m */
+    const struct rules_input *in;   /* the message being scored, NULL between messages */
+    unsigned long gen;              /* counts messages: an m is good for its own only */
     struct timespec deadline;
     unsigned long ticks;            /* hook calls this message: instructions / HOOK_EVERY */
     jmp_buf *panic;                 /* where l_panic returns to */
@@ -229,6 +232,76 @@ static void deep_ro(lua_State *L, int ro_mt, int depth)
         }
     }
     make_ro(L, ro_mt);
+}
+
+/* ---- m: the message, a read-only view built lazily ----
+ * m.reputation is made the first time a rule asks for it (the default rules do
+ * only for a DMARC failure), and an m is good only while its message is scored:
+ * a rule may keep it in a table of its own, but not read the next message's data
+ * (or freed memory) through it. */
+
+/* Whether argument 1 is the m of the message being scored. */
+static int m_current(lua_State *L)
+{
+    struct lstate *st = state_of(L);
+    if (!st->in || !lua_getmetatable(L, 1)) return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->m_mt);
+    int is_m = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    const unsigned long *gen = is_m ? lua_touserdata(L, 1) : NULL;
+    return gen && *gen == st->gen;
+}
+
+static void m_reputation(lua_State *L)
+{
+    struct lstate *st = state_of(L);
+    const struct rules_input *in = st->in;
+    if (in->reputation || !in->identities) {
+        reputation_push(L, in->reputation);
+    } else {                                /* no Redis: the identities, every count 0 */
+        struct reputation_view v;
+        reputation_read(NULL, NULL, in->env, in->verdict, 0, &v);
+        reputation_push(L, &v);
+        reputation_view_clear(&v);
+    }
+    deep_ro(L, st->ro_mt, 0);
+}
+
+static int l_m_index(lua_State *L)
+{
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 2);
+    if (lua_gettable(L, -2) != LUA_TNIL || lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "reputation"))
+        return 1;
+    if (!m_current(L)) return luaL_error(L, "m is only valid while its message is scored");
+    m_reputation(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -4, "reputation");
+    return 1;
+}
+
+static int l_m_pairs(lua_State *L)
+{
+    lua_getiuservalue(L, 1, 1);
+    if (lua_getfield(L, -1, "reputation") == LUA_TNIL && m_current(L)) {
+        m_reputation(L);
+        lua_setfield(L, -3, "reputation");
+    }
+    lua_settop(L, 1);
+    return l_ro_pairs(L);
+}
+
+static int new_m_mt(lua_State *L)
+{
+    static const luaL_Reg mt[] = {
+        {"__index", l_m_index}, {"__newindex", l_ro_newindex}, {"__len", l_ro_len}, {"__pairs", l_m_pairs},
+        {NULL, NULL}
+    };
+    lua_createtable(L, 0, 5);
+    luaL_setfuncs(L, mt, 0);
+    lua_pushliteral(L, "read-only");
+    lua_setfield(L, -2, "__metatable");
+    return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 /* ---- helpers offered to rules ---- */
@@ -489,6 +562,7 @@ static int l_load_all(lua_State *L)
     struct lstate *st = state_of(L);
     lpattern_set_limits(L, PATTERN_STEPS, MAX_HEADER_VALUE * 8);
     st->ro_mt = new_ro_mt(L);
+    st->m_mt = new_m_mt(L);
     open_sandbox(L, st->ro_mt);
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "authscore.symbols");
@@ -783,7 +857,10 @@ static void set_bool(lua_State *L, const char *k, int v)
 static int l_m_header(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 2);
-    const struct message *msg = lua_touserdata(L, lua_upvalueindex(1));
+    struct lstate *st = state_of(L);
+    if (!st->in || (unsigned long)lua_tointeger(L, lua_upvalueindex(1)) != st->gen)
+        return luaL_error(L, "m:header() is only valid while its message is scored");
+    const struct message *msg = st->in->msg;
     lua_newtable(L);
     if (!msg) return 1;
     luaL_Buffer b;
@@ -868,14 +945,16 @@ static int l_build_m(lua_State *L)
     make_ro(L, ro);
     lua_setfield(L, -2, "symbols");
 
-    reputation_push(L, in->reputation);
-    deep_ro(L, ro, 0);
-    lua_setfield(L, -2, "reputation");
-
-    lua_pushlightuserdata(L, (void *)in->msg);
+    struct lstate *st = state_of(L);
+    lua_pushinteger(L, (lua_Integer)st->gen);
     lua_pushcclosure(L, l_m_header, 1);
     lua_setfield(L, -2, "header");
-    make_ro(L, ro);
+    unsigned long *gen = lua_newuserdatauv(L, sizeof *gen, 1);   /* m.reputation: on demand, see l_m_index */
+    *gen = st->gen;
+    lua_insert(L, -2);
+    lua_setiuservalue(L, -2, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, st->m_mt);
+    lua_setmetatable(L, -2);
     return 1;
 }
 
@@ -1026,7 +1105,10 @@ int rules_eval(rules *r, const struct rules_input *in, struct as_score *out)
 
     lua_settop(L, 0);
     lpattern_reset_budget(L, PATTERN_STEPS);
+    st->in = in;
+    st->gen++;
     int status = guarded_pcall(st, l_eval_all, &ev);
+    st->in = NULL;
     if (status == -1) {                     /* a bug let an error escape: the state is not to be trusted */
         st->heap.hit = 1;
         st->heap.used = st->heap.limit;

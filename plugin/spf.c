@@ -40,6 +40,12 @@ struct record {
     struct term *t;
     size_t n;
     const char *redirect, *exp;
+    /* Parsed once per process (record_get): shared, reference counted, read-only. */
+    int refs;
+    uint32_t hash;
+    char *key;                 /* the record as published, also when it does not parse */
+    size_t keylen;
+    char *err;                 /* its syntax error, NULL when it parsed */
 };
 
 struct spf_eval {
@@ -494,6 +500,62 @@ static void record_free(struct record *r)
     free(r->t);
 }
 
+/* ---- records seen before ---- */
+
+#define RECORD_CACHE 128       /* direct-mapped: a colliding record replaces the older one */
+
+static struct record *record_cache[RECORD_CACHE];
+
+static void record_release(struct record *r)
+{
+    if (r && --r->refs == 0) {
+        record_free(r);
+        free(r->key);
+        free(r->err);
+        free(r);
+    }
+}
+
+static int record_parse(struct record *r, const char *txt, size_t len, char *err, size_t errlen);
+
+/* The record txt[0..len) parsed, from the cache or parsed now and remembered; the
+ * caller holds one reference (record_release).  NULL on out-of-memory. */
+static struct record *record_get(const char *txt, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)txt[i]) * 16777619u;
+    struct record **slot = &record_cache[h % RECORD_CACHE], *r = *slot;
+    if (r && r->hash == h && r->keylen == len && memcmp(r->key, txt, len) == 0) {
+        r->refs++;
+        return r;
+    }
+    char err[160];
+    if (!(r = calloc(1, sizeof *r))) return NULL;
+    int rc = record_parse(r, txt, len, err, sizeof err);
+    if (rc == -2 || !(r->key = malloc(len + 1)) || (rc < 0 && !(r->err = strdup(err)))) {
+        record_free(r);
+        free(r->key);
+        free(r);
+        return NULL;
+    }
+    memcpy(r->key, txt, len);
+    r->key[len] = '\0';
+    r->keylen = len;
+    r->hash = h;
+    r->refs = 2;                                   /* the cache's and the caller's */
+    record_release(*slot);
+    *slot = r;
+    return r;
+}
+
+void spf_cache_flush(void)
+{
+    for (size_t i = 0; i < RECORD_CACHE; i++) {
+        record_release(record_cache[i]);
+        record_cache[i] = NULL;
+    }
+}
+
 /* "/N" ending s[0..n): 1 found (*pos = the '/', *v = N), 0 none, -1 when N has a
  * leading zero or over 3 digits. */
 static int cidr_at_end(const char *s, size_t n, size_t *pos, unsigned *v)
@@ -810,10 +872,10 @@ static enum as_result qual_result(char q)
     }
 }
 
-/* The record at domain: 1 found (in *r), 0 none (reason set), or a result on error. */
-static int find_record(struct spf_eval *e, const char *domain, struct record *r, enum as_result *res)
+/* The record at domain: 1 found (*r, released by the caller), 0 none (reason set),
+ * or -1 with a result on error. */
+static int find_record(struct spf_eval *e, const char *domain, struct record **r, enum as_result *res)
 {
-    char err[160];
     struct dns_answer *a = query(e, domain, DNS_T_TXT);
     const struct dns_rr *spf = NULL;
     size_t count = 0;
@@ -842,17 +904,16 @@ static int find_record(struct spf_eval *e, const char *domain, struct record *r,
         *res = AS_PERMERROR;
         return -1;
     }
-    int rc = record_parse(r, spf->u.txt.data, spf->u.txt.len, err, sizeof err);
+    *r = record_get(spf->u.txt.data, spf->u.txt.len);
     dns_answer_release(a);
-    if (rc == -2) {
+    if (!*r) {
         e->oom = 1;
-        record_free(r);
         *res = AS_TEMPERROR;
         return -1;
     }
-    if (rc < 0) {
-        reason(e, "syntax error in SPF record of %s: %s", domain, err);
-        record_free(r);
+    if ((*r)->err) {
+        reason(e, "syntax error in SPF record of %s: %s", domain, (*r)->err);
+        record_release(*r);
         *res = AS_PERMERROR;
         return -1;
     }
@@ -863,7 +924,7 @@ static int find_record(struct spf_eval *e, const char *domain, struct record *r,
  * (not inside include).  *exp_out gets the explanation of a fail when asked. */
 static int check_host(struct spf_eval *e, const char *domain, int want_exp, char **exp_out)
 {
-    struct record r;
+    struct record *r;
     enum as_result res = AS_NEUTRAL;
     if (e->depth >= SPF_MAX_DEPTH) {
         reason(e, "include/redirect nesting deeper than %d", SPF_MAX_DEPTH);
@@ -872,22 +933,22 @@ static int check_host(struct spf_eval *e, const char *domain, int want_exp, char
     int found = find_record(e, domain, &r, &res);
     if (found <= 0) return found == 0 ? AS_NONE : (int)res;
     e->depth++;
-    for (size_t i = 0; i < r.n; i++) {
-        const struct term *t = &r.t[i];
+    for (size_t i = 0; i < r->n; i++) {
+        const struct term *t = &r->t[i];
         int m = match(e, t, domain);
         if (e->oom) { res = AS_TEMPERROR; goto out; }
         if (m == FAILED) { res = (enum as_result)e->err; goto out; }
         if (m == MATCH) {
             res = qual_result(t->qual);
-            reason(e, "mechanism %.*s matched in %s", (int)(t->len < 80 ? t->len : 80), r.text + t->off, domain);
-            if (res == AS_FAIL && want_exp) *exp_out = explain(e, r.exp, domain);
+            reason(e, "mechanism %.*s matched in %s", (int)(t->len < 80 ? t->len : 80), r->text + t->off, domain);
+            if (res == AS_FAIL && want_exp) *exp_out = explain(e, r->exp, domain);
             goto out;
         }
     }
-    if (r.redirect) {                                      /* 6.1; reached only without "all" (5.1) */
+    if (r->redirect) {                                      /* 6.1; reached only without "all" (5.1) */
         char buf[SPF_MAX_NAME + 1];
         if (dns_term(e) == FAILED) { res = (enum as_result)e->err; goto out; }
-        if (expand_name(e, r.redirect, domain, buf) < 0) {
+        if (expand_name(e, r->redirect, domain, buf) < 0) {
             if (!e->oom) reason(e, "macro expansion limit reached in %s", domain);
             res = e->oom ? AS_TEMPERROR : AS_PERMERROR;
             goto out;
@@ -908,7 +969,7 @@ static int check_host(struct spf_eval *e, const char *domain, int want_exp, char
     reason(e, "no mechanism matched in %s", domain);
 out:
     e->depth--;
-    record_free(&r);
+    record_release(r);
     return res;
 }
 
@@ -1026,4 +1087,24 @@ done:
     free(e.pnames);
     if (rc) as_spf_clear(out);
     return rc;
+}
+
+void spf_prefetch(dns_ctx *dns, const struct spf_request *req)
+{
+    const char *mf = req->mail_from, *dom = NULL;
+    char name[SPF_MAX_NAME + 2], q[4 * SPF_MAX_NAME + 8];
+    struct netaddr ip;
+    if (mf && *mf) {
+        const char *at = strrchr(mf, '@');
+        dom = at ? at + 1 : mf;
+    } else if (req->helo && *req->helo) {
+        dom = req->helo;
+    }
+    if (!dom || !req->ip || netaddr_parse(req->ip, &ip) != 0 || !domain_ok(dom)) return;
+    size_t n = strlen(dom);
+    if (dom[n - 1] == '.') n--;
+    memcpy(name, dom, n);
+    name[n] = '\0';
+    name_escape(name, q, sizeof q);                 /* the very question check_host() asks first */
+    dns_prefetch(dns, q, DNS_T_TXT);
 }

@@ -294,6 +294,53 @@ static void test_depends_and_reload(void)
     rules_free(r);
 }
 
+/* m.reputation is made on demand, yet pairs(m) sees it; an m kept for later is dead. */
+static void test_lazy_m(void)
+{
+    char err[512];
+    const char *path = write_rules("lazy.lua",
+        "local kept, count = nil, 0\n"
+        "symbol \"STALE\" { score = 1, rule = function(m)\n"
+        "  count = count + 1\n"
+        "  if count == 1 then kept = m; return false end\n"
+        "  local rep = pcall(function() return kept.reputation end)\n"
+        "  local hdr = pcall(function() return kept:header(\"From\") end)\n"
+        "  return not rep and not hdr and kept.spf.result == \"pass\" and #m:header(\"From\") == 0 end }\n"
+        "symbol \"REP\" { score = 1, depends = { \"STALE\" }, rule = function(m)\n"
+        "  if count < 2 then return false end\n"
+        "  local seen = 0\n"
+        "  for k in pairs(m) do if k == \"reputation\" then seen = seen + 1 end end\n"
+        "  return seen == 1 and m.reputation.available == false and m.reputation.from_domain.dmarc_pass_30d == 0 end }\n");
+    rules *r = load(path, err, sizeof err);
+    CHECK(r != NULL);
+    if (!r) { fprintf(stderr, "%s\n", err); return; }
+    struct fixture f;
+    struct as_score s;
+    fixture(&f, "192.0.2.1", AS_PASS, AS_NONE, AS_NONE, NULL, NULL);
+    CHECK(eval(r, &f, &s) == 0);
+    CHECK(!find_sym(&s, "REP") && !find_sym(&s, "STALE") && !find_sym(&s, "RULE_ERROR"));
+    as_score_clear(&s);
+    CHECK(eval(r, &f, &s) == 0);
+    CHECK(find_sym(&s, "REP") && find_sym(&s, "STALE") && !find_sym(&s, "RULE_ERROR"));
+    as_score_clear(&s);
+    rules_free(r);
+
+    /* Without Redis the engine still names the identities, worked out when asked for. */
+    path = write_rules("ids.lua",
+        "symbol \"IDS\" { score = 1, rule = function(m)\n"
+        "  local r = m.reputation\n"
+        "  return not r.available, 1, tostring(r.ip.id) .. \" \" .. tostring(r.net.id) .. \" \" .. tostring(r.from_domain.id) end }\n");
+    r = load(path, err, sizeof err);
+    CHECK(r != NULL);
+    if (!r) return;
+    struct rules_input in = { .env = &f.env, .verdict = &f.v, .identities = 1 };
+    CHECK(rules_eval(r, &in, &s) == 0);
+    const struct as_symbol *ids = find_sym(&s, "IDS");
+    CHECK(ids && ids->reason && !strcmp(ids->reason, "192.0.2.1 192.0.2.0/24 example.com"));
+    as_score_clear(&s);
+    rules_free(r);
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) return 1;
@@ -302,6 +349,7 @@ int main(void)
     test_limits();
     test_load_errors();
     test_depends_and_reload();
+    test_lazy_m();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) return 1;
