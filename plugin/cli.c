@@ -2,12 +2,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 #include "authscore.h"
 #include "config.h"
 #include "dns.h"
@@ -207,203 +208,60 @@ static char *read_message(const char *path, size_t *len)
     return buf;
 }
 
-/* ---- JSON output ----
- * Written straight into one buffer (batch prints a line per message): compact, keys
- * in order, the text jansson's json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER |
- * JSON_REAL_PRECISION(10)) gave before. */
+static json_t *jstr(const char *s) { return s ? json_string(s) : json_null(); }
 
-struct jw { char *s; size_t len, cap; int comma, oom; };
-
-static void jw_put(struct jw *w, const char *p, size_t n)
+/* Message text may hold any bytes; JSON needs UTF-8, so invalid sequences become '?'. */
+static json_t *jtext(const char *s)
 {
-    if (w->oom) return;
-    if (w->len + n + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 1024;
-        while (cap < w->len + n + 1) cap *= 2;
-        char *g = realloc(w->s, cap);
-        if (!g) { w->oom = 1; return; }
-        w->s = g, w->cap = cap;
-    }
-    memcpy(w->s + w->len, p, n);
-    w->len += n;
-    w->s[w->len] = '\0';
+    if (!s) return json_null();
+    json_t *j = json_string(s);
+    if (j) return j;
+    char *copy = strdup(s);
+    if (!copy) return json_null();
+    for (char *p = copy; *p; p++) if ((unsigned char)*p >= 0x80) *p = '?';
+    j = json_string(copy);
+    free(copy);
+    return j ? j : json_null();
 }
 
-static void jw_c(struct jw *w, char c) { jw_put(w, &c, 1); }
-
-static void jw_sep(struct jw *w)
+static json_t *spf_json(const struct as_spf *s)
 {
-    if (w->comma) jw_c(w, ',');
-    w->comma = 1;
+    return json_pack("{s:s, s:o, s:o}", "result", as_result_str(s->result),
+                     "domain", jtext(s->domain), "explanation", jtext(s->explanation));
 }
 
-static void jw_open(struct jw *w, char c) { jw_sep(w); jw_c(w, c); w->comma = 0; }
-static void jw_close(struct jw *w, char c) { jw_c(w, c); w->comma = 1; }
-
-/* Whether s is valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). */
-static int utf8_ok(const unsigned char *s)
+static json_t *verdict_json(const struct as_verdict *v)
 {
-    while (*s) {
-        unsigned c = *s++, n, cp;
-        if (c < 0x80) continue;
-        if (c >= 0xc2 && c <= 0xdf) n = 1, cp = c & 0x1f;
-        else if (c >= 0xe0 && c <= 0xef) n = 2, cp = c & 0x0f;
-        else if (c >= 0xf0 && c <= 0xf4) n = 3, cp = c & 0x07;
-        else return 0;
-        for (unsigned i = 0; i < n; i++, s++) {
-            if ((*s & 0xc0) != 0x80) return 0;
-            cp = cp << 6 | (*s & 0x3f);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-            return 0;
-    }
-    return 1;
-}
-
-/* A string value; NULL is null.  Message text may hold any bytes: when it is not
- * UTF-8, every byte past ASCII becomes '?'. */
-static void jw_str(struct jw *w, const char *s)
-{
-    jw_sep(w);
-    if (!s) { jw_put(w, "null", 4); return; }
-    const unsigned char *p = (const unsigned char *)s;
-    int ascii_only = -1;                           /* not known until a byte past ASCII shows up */
-    jw_c(w, '"');
-    for (;;) {
-        const unsigned char *run = p;
-        while (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') p++;
-        jw_put(w, (const char *)run, (size_t)(p - run));
-        unsigned char c = *p;
-        if (!c) break;
-        if (c >= 0x80) {
-            if (ascii_only < 0) ascii_only = !utf8_ok((const unsigned char *)s);
-            if (ascii_only) jw_c(w, '?');
-            else jw_c(w, (char)c);
-            p++;
-            continue;
-        }
-        p++;
-        char esc[8];
-        switch (c) {
-        case '"': jw_put(w, "\\\"", 2); break;
-        case '\\': jw_put(w, "\\\\", 2); break;
-        case '\b': jw_put(w, "\\b", 2); break;
-        case '\f': jw_put(w, "\\f", 2); break;
-        case '\n': jw_put(w, "\\n", 2); break;
-        case '\r': jw_put(w, "\\r", 2); break;
-        case '\t': jw_put(w, "\\t", 2); break;
-        default: jw_put(w, esc, (size_t)snprintf(esc, sizeof esc, "\\u%04X", c));
-        }
-    }
-    jw_c(w, '"');
-}
-
-static void jw_key(struct jw *w, const char *k)
-{
-    jw_str(w, k);
-    jw_c(w, ':');
-    w->comma = 0;
-}
-
-static void jw_int(struct jw *w, long long v)
-{
-    char b[24];
-    jw_sep(w);
-    jw_put(w, b, (size_t)snprintf(b, sizeof b, "%lld", v));
-}
-
-static void jw_bool(struct jw *w, int v)
-{
-    jw_sep(w);
-    jw_put(w, v ? "true" : "false", v ? 4 : 5);
-}
-
-/* jansson's real: %.10g, ".0" when that reads as an integer, no '+' nor leading
- * zeros in the exponent. */
-static void jw_real(struct jw *w, double v)
-{
-    char b[40];
-    int n = snprintf(b, sizeof b, "%.10g", v);
-    if (n < 0 || (size_t)n >= sizeof b - 3) n = snprintf(b, sizeof b, "0");
-    if (!strchr(b, '.') && !strchr(b, 'e')) { memcpy(b + n, ".0", 3); n += 2; }
-    char *e = strchr(b, 'e');
-    if (e) {
-        char *start = e + 1, *end = start + 1;
-        if (*start == '-') start++;
-        while (*end == '0') end++;
-        if (end != start) {
-            memmove(start, end, (size_t)(b + n - end) + 1);
-            n -= (int)(end - start);
-        }
-    }
-    jw_sep(w);
-    jw_put(w, b, (size_t)n);
-}
-
-static void spf_json(struct jw *w, const struct as_spf *s)
-{
-    jw_open(w, '{');
-    jw_key(w, "result"); jw_str(w, as_result_str(s->result));
-    jw_key(w, "domain"); jw_str(w, s->domain);
-    jw_key(w, "explanation"); jw_str(w, s->explanation);
-    jw_close(w, '}');
-}
-
-/* The verdict as one object, left open for the caller to add to and close. */
-static void verdict_json(struct jw *w, const struct as_verdict *v)
-{
-    jw_open(w, '{');
-    jw_key(w, "spf");
-    spf_json(w, &v->spf);
-    jw_key(w, "dkim");
-    jw_open(w, '[');
+    json_t *sigs = json_array();
     for (size_t i = 0; i < v->dkim.n; i++) {
         const struct as_dkim_sig *s = &v->dkim.sigs[i];
-        jw_open(w, '{');
-        jw_key(w, "result"); jw_str(w, as_result_str(s->result));
-        jw_key(w, "domain"); jw_str(w, s->domain);
-        jw_key(w, "selector"); jw_str(w, s->selector);
-        jw_key(w, "algorithm"); jw_str(w, s->algorithm);
-        jw_key(w, "key_bits"); jw_int(w, s->key_bits);
-        jw_key(w, "reason"); jw_str(w, s->reason);
-        jw_close(w, '}');
+        json_array_append_new(sigs, json_pack("{s:s, s:o, s:o, s:o, s:I, s:o}",
+            "result", as_result_str(s->result), "domain", jtext(s->domain), "selector", jtext(s->selector),
+            "algorithm", jtext(s->algorithm), "key_bits", (json_int_t)s->key_bits, "reason", jtext(s->reason)));
     }
-    jw_close(w, ']');
     const struct as_dmarc *d = &v->dmarc;
-    jw_key(w, "dmarc");
-    jw_open(w, '{');
-    jw_key(w, "result"); jw_str(w, as_result_str(d->result));
-    jw_key(w, "from_domain"); jw_str(w, d->from_domain);
-    jw_key(w, "org_domain"); jw_str(w, d->org_domain);
-    jw_key(w, "policy"); jw_str(w, d->policy);
-    jw_key(w, "disposition"); jw_str(w, d->disposition);
-    jw_key(w, "spf_aligned"); jw_bool(w, d->spf_aligned);
-    jw_key(w, "dkim_aligned"); jw_bool(w, d->dkim_aligned);
-    jw_close(w, '}');
-    jw_key(w, "authentication_results"); jw_str(w, v->authentication_results);
-    jw_key(w, "score"); jw_real(w, v->score.score);
-    jw_key(w, "action"); jw_str(w, as_action_str(v->score.action));
-    jw_key(w, "symbols");
-    jw_open(w, '[');
+    json_t *dmarc = json_pack("{s:s, s:o, s:o, s:o, s:o, s:b, s:b}",
+        "result", as_result_str(d->result), "from_domain", jtext(d->from_domain),
+        "org_domain", jtext(d->org_domain), "policy", jstr(d->policy),
+        "disposition", jstr(d->disposition), "spf_aligned", d->spf_aligned, "dkim_aligned", d->dkim_aligned);
+    json_t *syms = json_array();
     for (size_t i = 0; i < v->score.nsym; i++) {
         const struct as_symbol *s = &v->score.sym[i];
-        jw_open(w, '{');
-        jw_key(w, "name"); jw_str(w, s->name);
-        jw_key(w, "score"); jw_real(w, s->score);
-        jw_key(w, "reason"); jw_str(w, s->reason);
-        jw_close(w, '}');
+        json_array_append_new(syms, json_pack("{s:s, s:f, s:o}", "name", s->name, "score", s->score,
+                                              "reason", jtext(s->reason)));
     }
-    jw_close(w, ']');
-    jw_key(w, "smtp_message"); jw_str(w, v->score.smtp_message);
+    return json_pack("{s:o, s:o, s:o, s:s, s:f, s:s, s:o, s:o}", "spf", spf_json(&v->spf), "dkim", sigs,
+                     "dmarc", dmarc, "authentication_results", v->authentication_results,
+                     "score", v->score.score, "action", as_action_str(v->score.action), "symbols", syms,
+                     "smtp_message", jtext(v->score.smtp_message));
 }
 
-/* Print the buffer as one line and empty it. */
-static void jw_print(struct jw *w)
+static void print_json(json_t *j)
 {
-    if (w->oom) puts("{}");
-    else { jw_c(w, '\n'); fwrite(w->s, 1, w->len, stdout); }
-    w->len = 0;
-    w->comma = w->oom = 0;
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10)) : NULL;
+    puts(s ? s : "{}");
+    free(s);
+    json_decref(j);
 }
 
 static void print_spf_human(const struct as_spf *s)
@@ -462,14 +320,8 @@ static int cmd_check(struct opts *o, int spf_only)
         struct as_spf s;
         if (as_check_spf(e, &o->env, &s) != 0) { fprintf(stderr, "authscore: out of memory\n"); rc = 1; }
         else {
-            if (o->json) {
-                struct jw w = {0};
-                spf_json(&w, &s);
-                jw_print(&w);
-                free(w.s);
-            } else {
-                print_spf_human(&s);
-            }
+            if (o->json) print_json(spf_json(&s));
+            else print_spf_human(&s);
             as_spf_clear(&s);
         }
     } else {
@@ -478,15 +330,8 @@ static int cmd_check(struct opts *o, int spf_only)
             fprintf(stderr, "authscore: internal error (out of memory or DKIM library set-up)\n");
             rc = 1;
         } else {
-            if (o->json) {
-                struct jw w = {0};
-                verdict_json(&w, &v);
-                jw_close(&w, '}');
-                jw_print(&w);
-                free(w.s);
-            } else {
-                print_human(&v);
-            }
+            if (o->json) print_json(verdict_json(&v));
+            else print_human(&v);
             as_verdict_clear(&v);
         }
     }
@@ -529,36 +374,6 @@ static int check_file(as_engine *e, const struct as_envelope *env, const char *p
     return rc;
 }
 
-/* How often each action or symbol name came up, in order of first appearance. */
-struct tally { struct { char *name; unsigned long n; } *e; size_t n, cap; };
-
-static void tally_add(struct tally *t, const char *name)
-{
-    for (size_t i = 0; i < t->n; i++)
-        if (!strcmp(t->e[i].name, name)) { t->e[i].n++; return; }
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 16;
-        void *g = realloc(t->e, cap * sizeof *t->e);
-        if (!g) return;
-        t->e = g, t->cap = cap;
-    }
-    if (!(t->e[t->n].name = strdup(name))) return;
-    t->e[t->n++].n = 1;
-}
-
-static void tally_json(struct jw *w, const char *key, struct tally *t)
-{
-    jw_key(w, key);
-    jw_open(w, '{');
-    for (size_t i = 0; i < t->n; i++) {
-        jw_key(w, t->e[i].name);
-        jw_int(w, (long long)t->e[i].n);
-        free(t->e[i].name);
-    }
-    jw_close(w, '}');
-    free(t->e);
-}
-
 static int cmd_batch(struct opts *o)
 {
     if (o->nargs != 1) return fail("%s", "batch takes one MANIFEST");
@@ -566,8 +381,7 @@ static int cmd_batch(struct opts *o)
     if (!f) { fprintf(stderr, "authscore: %s: %s\n", o->args[0], strerror(errno)); return 1; }
     as_engine *e = engine(o);
     if (!e) { if (f != stdin) fclose(f); return 1; }
-    struct tally actions = {0}, symbols = {0};
-    struct jw w = {0};
+    json_t *actions = json_object(), *symbols = json_object();
     char line[8192];
     unsigned long lineno = 0, count = 0, errors = 0;
     while (fgets(line, sizeof line, f)) {
@@ -583,29 +397,22 @@ static int cmd_batch(struct opts *o)
         manifest_path(o->args[0], fld[3], path, sizeof path);
         struct as_verdict v;
         if (check_file(e, &env, path, &v) != 0) { errors++; continue; }
-        verdict_json(&w, &v);
-        jw_key(&w, "path");
-        jw_str(&w, fld[3]);
-        jw_close(&w, '}');
-        jw_print(&w);
-        tally_add(&actions, as_action_str(v.score.action));
-        for (size_t i = 0; i < v.score.nsym; i++) tally_add(&symbols, v.score.sym[i].name);
+        json_t *j = verdict_json(&v);
+        json_object_set_new(j, "path", json_string(fld[3]));
+        print_json(j);
+        const char *a = as_action_str(v.score.action);
+        json_object_set_new(actions, a, json_integer(json_integer_value(json_object_get(actions, a)) + 1));
+        for (size_t i = 0; i < v.score.nsym; i++) {
+            const char *s = v.score.sym[i].name;
+            json_object_set_new(symbols, s, json_integer(json_integer_value(json_object_get(symbols, s)) + 1));
+        }
         count++;
         as_verdict_clear(&v);
     }
     if (f != stdin) fclose(f);
     as_engine_free(e);
-    jw_open(&w, '{');
-    jw_key(&w, "summary");
-    jw_open(&w, '{');
-    jw_key(&w, "messages"); jw_int(&w, (long long)count);
-    jw_key(&w, "errors"); jw_int(&w, (long long)errors);
-    tally_json(&w, "actions", &actions);
-    tally_json(&w, "symbols", &symbols);
-    jw_close(&w, '}');
-    jw_close(&w, '}');
-    jw_print(&w);
-    free(w.s);
+    print_json(json_pack("{s:{s:I, s:I, s:o, s:o}}", "summary", "messages", (json_int_t)count,
+                         "errors", (json_int_t)errors, "actions", actions, "symbols", symbols));
     return errors ? 1 : 0;
 }
 
