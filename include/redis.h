@@ -33,9 +33,34 @@ struct redis_cmd {
  * replies[i] filled (each may be an error reply; free with redis_replies_free),
  * or -1 when Redis is unavailable: not configured, backing off after an error,
  * timed out, or the pid changed and reconnecting failed.  Never blocks longer
- * than connect_ms + io_ms.  A failure starts the back-off and is logged once. */
+ * than connect_ms + io_ms.  A failure starts the back-off and is logged once.
+ * Commands deferred with redis_defer ride along in the same round trip. */
 int redis_exec(redis_conn *r, const struct redis_cmd *cmds, size_t n, redisReply **replies);
 void redis_replies_free(redisReply **replies, size_t n);
+
+/* Commands whose replies are not needed yet: they go out with the next round trip
+ * this process makes anyway (a check's first DNS questions, say), so independent
+ * reads share one.  Everything here is the caller's, and must stay put and valid
+ * until redis_collect or redis_withdraw. */
+enum redis_defer_state { REDIS_DEFER_QUEUED, REDIS_DEFER_DONE, REDIS_DEFER_FAILED };
+struct redis_deferred {
+    const struct redis_cmd *cmds;
+    size_t n;                      /* at least 1 */
+    redisReply **replies;          /* n slots, NULL until DONE; the caller frees them */
+    enum redis_defer_state state;
+    struct redis_deferred *next;   /* redis.c's queue */
+};
+
+/* Queue d for the next redis_exec on r.  Never fails. */
+void redis_defer(redis_conn *r, struct redis_deferred *d);
+
+/* d's replies: the round trip that carried d brought them, or (still queued) d is
+ * sent now on its own.  Returns 0 with d->replies filled, or -1 when Redis is
+ * unavailable or the round trip that carried d failed (no second try: it backs off). */
+int redis_collect(redis_conn *r, struct redis_deferred *d);
+
+/* Take d off the queue if it is still waiting there; anything else is left alone. */
+void redis_withdraw(redis_conn *r, struct redis_deferred *d);
 
 /* The key prefix, e.g. "as:". */
 const char *redis_prefix(const redis_conn *r);

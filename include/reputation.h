@@ -6,6 +6,7 @@
 #include <time.h>
 #include <lua.h>
 #include "authscore.h"
+#include "message.h"
 #include "pipeline.h"
 #include "redis.h"
 
@@ -48,6 +49,38 @@ struct reputation_config {
  * reputation_view_clear. */
 void reputation_read(redis_conn *r, const struct reputation_config *cfg, const struct as_envelope *env,
                      const struct as_verdict *v, time_t now, struct reputation_view *out);
+
+/* The same read in two halves, so that it costs no round trip of its own: started
+ * before the checks, it rides with their first DNS questions to Redis.  The start
+ * asks for every identity the message can turn out to have, all known from the
+ * envelope and the header: the address and its network, the SPF domain (MAIL FROM's,
+ * else HELO's), each From domain (DMARC picks one only when there are several) with
+ * its pairs, and the first REP_MAX_DKIM distinct d= of the DKIM signatures. */
+#define REP_MAX_FROM 8             /* From domains asked for up front (DMARC evaluates as many) */
+#define REP_MAX_STARTED (3 + 3 * REP_MAX_FROM + REP_MAX_DKIM)
+
+struct reputation_read {
+    struct pipeline p;             /* the HGETALLs, deferred on the connection */
+    size_t n;
+    struct { int slot; char id[REP_ID_MAX]; } asked[REP_MAX_STARTED];   /* slot: REP_* kind, or REP_NKINDS: DKIM */
+};
+
+/* Start the read (pipeline_defer).  Never fails; rd must stay where it is until
+ * reputation_read_finish or reputation_read_drop.  r NULL: nothing is done. */
+void reputation_read_start(redis_conn *r, const struct as_envelope *env, const struct message *m,
+                           struct reputation_read *rd);
+
+/* reputation_read for the identities of the verdict, with the counts the started
+ * read brought (or it goes now, if no other round trip carried it); an identity
+ * the start could not foresee is read in one more round trip (rd NULL: all are).
+ * Same failure rule as reputation_read.  Releases rd. */
+void reputation_read_finish(redis_conn *r, struct reputation_read *rd, const struct reputation_config *cfg,
+                            const struct as_envelope *env, const struct as_verdict *v, time_t now,
+                            struct reputation_view *out);
+
+/* Abandon a started read (the check failed): its commands are withdrawn.  Safe
+ * after reputation_read_finish. */
+void reputation_read_drop(struct reputation_read *rd);
 void reputation_view_clear(struct reputation_view *out);
 
 /* Append this message's counter updates to p (HINCRBY of the hour's and the day's

@@ -309,7 +309,8 @@ static struct redis_cmd cmd4(const char **argv, size_t *argvlen, const char *a0,
 /* GETRANGE: a hostile value costs at most VALUE_MAX + 1 bytes. */
 #define GET_VALUE(argv, argvlen, q) cmd4(argv, argvlen, "GETRANGE", (q)->key, (q)->keylen, "0", "65536")
 
-/* Look every batched question up in Redis in one round trip.  For the misses,
+/* Look every batched question up in Redis in one round trip (which also carries
+ * any read deferred on the connection: a check's reputation read).  For the misses,
  * one more round trip takes a lock per question: the process that gets it asks
  * the network; the others wait for its answer to appear (single flight across
  * processes).  Without Redis, every question goes to the network at once. */

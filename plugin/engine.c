@@ -191,6 +191,7 @@ int as_check(as_engine *e, const struct as_envelope *env, const char *msg, size_
 {
     struct message m;
     struct spf_request req;
+    struct reputation_read rr;
     char err[256];
 
     memset(v, 0, sizeof *v);
@@ -207,6 +208,10 @@ int as_check(as_engine *e, const struct as_envelope *env, const char *msg, size_
     spf_prefetch(e->dns, &req);
     dkim_prefetch(e->dkim, e->dns, &m);
     dmarc_prefetch(e->dns, &m);
+    /* The reputation of every identity the message can have waits on no check
+     * either: it rides with those questions' round trip to Redis (or goes alone
+     * when the process had every answer cached). */
+    reputation_read_start(e->redis, env, &m, &rr);
     if (spf_check(e->dns, &req, &v->spf) != 0) goto err;
     if (dkim_check(e->dkim, e->dns, &m, &v->dkim) != 0) goto err;
     if (dmarc_check(e->dns, &m, &v->spf, &v->dkim, &v->dmarc) != 0) goto err;
@@ -216,7 +221,7 @@ int as_check(as_engine *e, const struct as_envelope *env, const char *msg, size_
     struct reputation_view rv;
     /* Without Redis there are no counts to read, and m.reputation's identities are
      * worked out only if a rule asks for them (rules.c). */
-    if (e->redis) reputation_read(e->redis, &e->rep, env, v, now, &rv);
+    if (e->redis) reputation_read_finish(e->redis, &rr, &e->rep, env, v, now, &rv);
     int rc = score(e, env, &m, v, e->redis ? &rv : NULL);
     if (rc == 0 && e->redis) record(e, env, v, &rv, now);
     if (e->redis) reputation_view_clear(&rv);
@@ -224,6 +229,7 @@ int as_check(as_engine *e, const struct as_envelope *env, const char *msg, size_
     message_free(&m);
     return 0;
 err:
+    reputation_read_drop(&rr);
     message_free(&m);
     as_verdict_clear(v);
     return -1;

@@ -18,7 +18,7 @@ void pipeline_init(struct pipeline *p)
 
 int pipeline_add(struct pipeline *p, int argc, const char *const *argv)
 {
-    if (p->oom || argc < 1 || argc > PIPELINE_MAX_ARGS) goto err;
+    if (p->oom || p->sent || argc < 1 || argc > PIPELINE_MAX_ARGS) goto err;
     if (p->n == p->cap) {
         size_t nc = p->cap ? p->cap * 2 : 32;
         struct pipeline_cmd *nv = realloc(p->cmds, nc * sizeof *nv);
@@ -58,24 +58,42 @@ int pipeline_addl(struct pipeline *p, const char *arg0, ...)
     return pipeline_add(p, argc, argv);
 }
 
-int pipeline_exec(struct pipeline *p, redis_conn *r)
+/* The commands as redis.c takes them, and slots for their replies.  0, or -1 on
+ * out-of-memory (the pipeline is then failed: nothing half-built goes out). */
+static int hand_over(struct pipeline *p)
 {
-    if (p->oom || !r || p->replies) return -1;
-    if (p->n == 0) return 0;
-    struct redis_cmd *cmds = calloc(p->n, sizeof *cmds);
+    p->sent = calloc(p->n, sizeof *p->sent);
     p->replies = calloc(p->n, sizeof *p->replies);
-    if (!cmds || !p->replies) {
-        free(cmds);
+    if (!p->sent || !p->replies) {
+        p->oom = 1;
         return -1;
     }
     for (size_t i = 0; i < p->n; i++) {
-        cmds[i].argc = p->cmds[i].argc;
-        cmds[i].argv = p->cmds[i].argv;
-        cmds[i].argvlen = p->cmds[i].len;
+        p->sent[i].argc = p->cmds[i].argc;
+        p->sent[i].argv = p->cmds[i].argv;
+        p->sent[i].argvlen = p->cmds[i].len;
     }
-    int rc = redis_exec(r, cmds, p->n, p->replies);
-    free(cmds);
-    return rc;
+    return 0;
+}
+
+int pipeline_exec(struct pipeline *p, redis_conn *r)
+{
+    if (p->deferred_on) return r == p->deferred_on ? redis_collect(r, &p->deferred) : -1;
+    if (p->oom || !r || p->sent) return -1;
+    if (p->n == 0) return 0;
+    if (hand_over(p) < 0) return -1;
+    return redis_exec(r, p->sent, p->n, p->replies);
+}
+
+int pipeline_defer(struct pipeline *p, redis_conn *r)
+{
+    if (p->oom || !r || p->sent) return -1;
+    if (p->n == 0) return 0;
+    if (hand_over(p) < 0) return -1;
+    p->deferred = (struct redis_deferred){ .cmds = p->sent, .n = p->n, .replies = p->replies };
+    redis_defer(r, &p->deferred);
+    p->deferred_on = r;
+    return 0;
 }
 
 const redisReply *pipeline_reply(const struct pipeline *p, size_t i)
@@ -85,8 +103,10 @@ const redisReply *pipeline_reply(const struct pipeline *p, size_t i)
 
 void pipeline_free(struct pipeline *p)
 {
+    if (p->deferred_on) redis_withdraw(p->deferred_on, &p->deferred);
     if (p->replies) redis_replies_free(p->replies, p->n);
     free(p->replies);
+    free(p->sent);
     for (size_t i = 0; i < p->n; i++) free(p->cmds[i].data);
     free(p->cmds);
     memset(p, 0, sizeof *p);

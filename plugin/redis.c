@@ -40,6 +40,7 @@ struct redis_conn {
     uint64_t retry_at;             /* monotonic ms: no Redis before this */
     int failing;                   /* a failure was logged and nothing has worked since */
     unsigned long round_trips;
+    struct redis_deferred *deferred;   /* waiting to ride with the next round trip, in order */
 };
 
 static uint64_t mono_ms(void)
@@ -523,6 +524,53 @@ out:
     return rc;
 }
 
+/* The caller's n commands followed by every deferred one, in *all, with room for
+ * their replies in *rep (both the caller's to free).  Returns the number of
+ * deferred commands taken; 0 when none wait, or on out-of-memory: they then wait
+ * for the next round trip, or for redis_collect. */
+static size_t ride_along(const redis_conn *r, const struct redis_cmd *cmds, size_t n,
+                         struct redis_cmd **all, redisReply ***rep)
+{
+    size_t extra = 0;
+    for (const struct redis_deferred *d = r->deferred; d; d = d->next) extra += d->n;
+    if (!extra) return 0;
+    struct redis_cmd *joined = malloc((n + extra) * sizeof *joined);
+    redisReply **jrep = calloc(n + extra, sizeof *jrep);
+    if (!joined || !jrep) {
+        free(joined);
+        free(jrep);
+        return 0;
+    }
+    memcpy(joined, cmds, n * sizeof *cmds);
+    size_t at = n;
+    for (const struct redis_deferred *d = r->deferred; d; d = d->next) {
+        memcpy(joined + at, d->cmds, d->n * sizeof *d->cmds);
+        at += d->n;
+    }
+    *all = joined;
+    *rep = jrep;
+    return extra;
+}
+
+/* After the round trip that carried the deferred commands: hand out their replies
+ * (rc 0) or their failure, and empty the queue. */
+static void hand_out(redis_conn *r, int rc, redisReply **rep)
+{
+    struct redis_deferred *d, *next;
+    for (d = r->deferred; d; d = next) {
+        next = d->next;
+        d->next = NULL;
+        if (rc == 0) {
+            memcpy(d->replies, rep, d->n * sizeof *rep);
+            d->state = REDIS_DEFER_DONE;
+        } else {
+            d->state = REDIS_DEFER_FAILED;
+        }
+        rep += d->n;
+    }
+    r->deferred = NULL;
+}
+
 int redis_exec(redis_conn *r, const struct redis_cmd *cmds, size_t n, redisReply **replies)
 {
     char why[300];
@@ -536,13 +584,24 @@ int redis_exec(redis_conn *r, const struct redis_cmd *cmds, size_t n, redisReply
     }
     if (n == 0) return 0;
     if (r->retry_at && mono_ms() < r->retry_at) return -1;
-    int rc = attempt(r, cmds, n, replies, why, sizeof why);
+    struct redis_cmd *joined = NULL;
+    redisReply **jrep = NULL;
+    size_t extra = ride_along(r, cmds, n, &joined, &jrep);
+    const struct redis_cmd *all = extra ? joined : cmds;
+    redisReply **rep = extra ? jrep : replies;
+    int rc = attempt(r, all, n + extra, rep, why, sizeof why);
     if (rc == 1) {
         /* Sentinel: the server we knew is no primary now.  Ask the sentinels again,
          * once: replicas refuse writes, so nothing was applied twice. */
         redisFree(r->c);
         r->c = NULL;
-        rc = attempt(r, cmds, n, replies, why, sizeof why);
+        rc = attempt(r, all, n + extra, rep, why, sizeof why);
+    }
+    if (extra) {
+        if (rc == 0) memcpy(replies, jrep, n * sizeof *jrep);
+        hand_out(r, rc, jrep + n);
+        free(joined);
+        free(jrep);
     }
     if (rc != 0) {
         fail(r, why);
@@ -563,4 +622,33 @@ void redis_replies_free(redisReply **replies, size_t n)
         if (replies[i]) freeReplyObject(replies[i]);
         replies[i] = NULL;
     }
+}
+
+void redis_defer(redis_conn *r, struct redis_deferred *d)
+{
+    struct redis_deferred **tail = &r->deferred;
+    while (*tail) tail = &(*tail)->next;
+    for (size_t i = 0; i < d->n; i++) d->replies[i] = NULL;
+    d->state = REDIS_DEFER_QUEUED;
+    d->next = NULL;
+    *tail = d;
+}
+
+void redis_withdraw(redis_conn *r, struct redis_deferred *d)
+{
+    for (struct redis_deferred **p = &r->deferred; *p; p = &(*p)->next)
+        if (*p == d) {
+            *p = d->next;
+            d->next = NULL;
+            return;
+        }
+}
+
+int redis_collect(redis_conn *r, struct redis_deferred *d)
+{
+    if (d->state == REDIS_DEFER_QUEUED) {
+        redis_withdraw(r, d);
+        d->state = redis_exec(r, d->cmds, d->n, d->replies) == 0 ? REDIS_DEFER_DONE : REDIS_DEFER_FAILED;
+    }
+    return d->state == REDIS_DEFER_DONE ? 0 : -1;
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
+#include <strings.h>
+#include "dmarc.h"
 #include "netaddr.h"
 #include "reputation.h"
 
@@ -178,37 +180,166 @@ static void take_field(struct rep_entity *e, const struct clock *c, const redisR
     *slot = *slot > (1LL << 62) - n ? (1LL << 62) : *slot + n;
 }
 
-void reputation_read(redis_conn *r, const struct reputation_config *cfg, const struct as_envelope *env,
-                     const struct as_verdict *v, time_t now, struct reputation_view *out)
+/* Add an identity's HGETALL reply to its counts. */
+static void take_reply(struct rep_entity *e, const struct clock *c, const redisReply *rep)
 {
-    identities(env, v, out);
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) return;
+    size_t pairs = rep->elements / 2;
+    if (pairs > MAX_FIELDS) pairs = MAX_FIELDS;
+    for (size_t j = 0; j < pairs; j++) take_field(e, c, rep->element[2 * j], rep->element[2 * j + 1]);
+}
+
+/* Note one identity for the started read (slot as in struct reputation_read), once. */
+static void ask(struct reputation_read *rd, const char *prefix, int slot, const char *a, const char *b)
+{
+    char id[REP_ID_MAX], key[REP_ID_MAX + 64];
+    if (rd->n == REP_MAX_STARTED) return;
+    if (b) snprintf(id, sizeof id, "%s|%s", a, b);
+    else snprintf(id, sizeof id, "%s", a);
+    for (size_t i = 0; i < rd->n; i++)
+        if (rd->asked[i].slot == slot && !strcmp(rd->asked[i].id, id)) return;
+    rd->asked[rd->n].slot = slot;
+    memcpy(rd->asked[rd->n].id, id, sizeof id);
+    rd->n++;
+    snprintf(key, sizeof key, "%srep:%s:%s", prefix, slot < REP_NKINDS ? kind_key[slot] : "dkim", id);
+    pipeline_addl(&rd->p, "HGETALL", key, (char *)NULL);
+}
+
+static int is_wsp(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* The d= of a DKIM-Signature value as dkim.c reads it: the first d= tag, white
+ * space removed.  "" when there is none or it is too long. */
+static void sig_domain(const char *v, size_t len, char *out, size_t outlen)
+{
+    const char *p = v, *end = v + len;
+    out[0] = '\0';
+    while (p < end) {
+        const char *semi = memchr(p, ';', (size_t)(end - p)), *se = semi ? semi : end;
+        const char *eq = memchr(p, '=', (size_t)(se - p)), *n = p, *ne = eq;
+        if (eq) {
+            while (n < ne && is_wsp(*n)) n++;
+            while (ne > n && is_wsp(ne[-1])) ne--;
+        }
+        if (eq && ne - n == 1 && *n == 'd') {
+            size_t o = 0;
+            for (const char *q = eq + 1; q < se; q++) {
+                if (is_wsp(*q)) continue;
+                if (o + 1 >= outlen) { out[0] = '\0'; return; }
+                out[o++] = *q;
+            }
+            out[o] = '\0';
+            return;
+        }
+        p = semi ? semi + 1 : end;
+    }
+}
+
+void reputation_read_start(redis_conn *r, const struct as_envelope *env, const struct message *m,
+                           struct reputation_read *rd)
+{
+    char addr[64], net[80], dom[256], d[256];
+    pipeline_init(&rd->p);
+    rd->n = 0;
     if (!r) return;
-    struct pipeline p;
-    size_t idx[REP_NKINDS + REP_MAX_DKIM], n = 0;
+    const char *prefix = redis_prefix(r);
+    int have_ip = ip_ids(env ? env->ip : NULL, addr, net, sizeof addr);
+    if (have_ip) {
+        ask(rd, prefix, REP_IP, addr, NULL);
+        ask(rd, prefix, REP_NET, net, NULL);
+    }
+    /* spf_check's domain: MAIL FROM's after the last '@', else HELO, one final dot dropped. */
+    const char *mf = env ? env->mail_from : NULL, *helo = env ? env->helo : NULL, *sd = NULL;
+    if (mf && *mf) sd = strrchr(mf, '@') ? strrchr(mf, '@') + 1 : mf;
+    else if (helo && *helo) sd = helo;
+    if (sd && strlen(sd) < sizeof d) {
+        size_t n = strlen(sd);
+        memcpy(d, sd, n + 1);
+        if (n && d[n - 1] == '.') d[n - 1] = '\0';
+        if (domain_id(d, dom, sizeof dom)) ask(rd, prefix, REP_SPF, dom, NULL);
+    }
+    struct dmarc_from f;
+    dmarc_from_collect(m, &f);
+    for (size_t i = 0; i < f.n && i < REP_MAX_FROM; i++) {
+        if (!domain_id(f.domain[i], dom, sizeof dom)) continue;
+        ask(rd, prefix, REP_FROM, dom, NULL);
+        if (have_ip) {
+            ask(rd, prefix, REP_IP_FROM, addr, dom);
+            ask(rd, prefix, REP_NET_FROM, net, dom);
+        }
+    }
+    /* Distinct usable d= in header order, as identities() takes them from the verdict. */
+    size_t ndkim = 0;
+    for (size_t i = 0; i < m->nhdr && ndkim < REP_MAX_DKIM; i++) {
+        const struct msg_header *h = &m->hdr[i];
+        if (h->name_len != 14 || strncasecmp(h->name, "DKIM-Signature", 14) != 0) continue;
+        sig_domain(h->value, h->value_len, d, sizeof d);
+        if (!domain_id(d, dom, sizeof dom)) continue;
+        size_t before = rd->n;
+        ask(rd, prefix, REP_NKINDS, dom, NULL);
+        ndkim += rd->n > before;
+    }
+    if (pipeline_defer(&rd->p, r) != 0) {   /* out of memory: finish reads on its own */
+        pipeline_free(&rd->p);
+        rd->n = 0;
+    }
+}
+
+void reputation_read_drop(struct reputation_read *rd)
+{
+    pipeline_free(&rd->p);
+    rd->n = 0;
+}
+
+void reputation_read_finish(redis_conn *r, struct reputation_read *rd, const struct reputation_config *cfg,
+                            const struct as_envelope *env, const struct as_verdict *v, time_t now,
+                            struct reputation_view *out)
+{
+    struct pipeline rest;
+    size_t idx[REP_NKINDS + REP_MAX_DKIM], n = 0, asked = rd ? rd->n : 0;
+    int any = 0;
     char key[REP_ID_MAX + 64];
-    pipeline_init(&p);
+    identities(env, v, out);
+    pipeline_init(&rest);
+    if (!r || (asked && pipeline_exec(&rd->p, r) != 0)) goto out;
+    struct clock c = clock_at(cfg, now);
     for (size_t i = 0; i < REP_NKINDS + REP_MAX_DKIM; i++) {
         const char *kind;
         struct rep_entity *e = entity_at(out, i, &kind);
+        int slot = i < REP_NKINDS ? (int)i : REP_NKINDS;
+        size_t k = 0;
         if (!e || !e->present) continue;
-        key_of(redis_prefix(r), kind, e, key, sizeof key);
-        pipeline_addl(&p, "HGETALL", key, (char *)NULL);
+        any = 1;
+        while (k < asked && (rd->asked[k].slot != slot || strcmp(rd->asked[k].id, e->id) != 0)) k++;
+        if (k < asked) {
+            take_reply(e, &c, pipeline_reply(&rd->p, k));
+            continue;
+        }
+        key_of(redis_prefix(r), kind, e, key, sizeof key);   /* not foreseen: read now */
+        pipeline_addl(&rest, "HGETALL", key, (char *)NULL);
         idx[n++] = i;
     }
-    if (n == 0 || pipeline_exec(&p, r) != 0) goto out;
-    struct clock c = clock_at(cfg, now);
+    if (n && pipeline_exec(&rest, r) != 0) {   /* all or nothing, as one read would be */
+        reputation_view_clear(out);
+        identities(env, v, out);
+        goto out;
+    }
     for (size_t k = 0; k < n; k++) {
         const char *kind;
-        struct rep_entity *e = entity_at(out, idx[k], &kind);
-        const redisReply *rep = pipeline_reply(&p, k);
-        if (!rep || rep->type != REDIS_REPLY_ARRAY) continue;
-        size_t pairs = rep->elements / 2;
-        if (pairs > MAX_FIELDS) pairs = MAX_FIELDS;
-        for (size_t j = 0; j < pairs; j++) take_field(e, &c, rep->element[2 * j], rep->element[2 * j + 1]);
+        take_reply(entity_at(out, idx[k], &kind), &c, pipeline_reply(&rest, k));
     }
-    out->available = 1;
+    out->available = any;   /* a message without identities asked Redis nothing */
 out:
-    pipeline_free(&p);
+    pipeline_free(&rest);
+    if (rd) reputation_read_drop(rd);
+}
+
+void reputation_read(redis_conn *r, const struct reputation_config *cfg, const struct as_envelope *env,
+                     const struct as_verdict *v, time_t now, struct reputation_view *out)
+{
+    reputation_read_finish(r, NULL, cfg, env, v, now, out);
 }
 
 void reputation_view_clear(struct reputation_view *out)

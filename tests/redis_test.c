@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include "check.h"
 #include "dns.h"
+#include "pipeline.h"
 #include "redis.h"
 #include "../plugin/dns_backend.h"
 
@@ -187,6 +188,91 @@ static void test_pipeline(const struct server *s)
     redis_replies_free(rep, 1);
     CHECK(cmd(r, rep, 2, get) == 0);   /* and the connection stays usable */
     redis_replies_free(rep, 1);
+    redis_free(r);
+}
+
+/* Deferred commands ride with the next round trip, or go alone when collected first. */
+static void test_defer(const struct server *s)
+{
+    redis_conn *r = conn(url_of(s, NULL), 300);
+    const char *set[] = { "SET", "t:d", "x" }, *get[] = { "GET", "t:d" }, *incr[] = { "INCR", "t:dn" };
+    const char *ping[] = { "PING" };
+    struct redis_cmd getc = { 2, get, NULL }, incrc = { 2, incr, NULL };
+    redisReply *rep[1], *g[1], *i1[1], *i2[1];
+    CHECK(cmd(r, rep, 3, set) == 0);
+    redis_replies_free(rep, 1);
+
+    unsigned long rt = redis_stat_round_trips(r);
+    struct redis_deferred d1 = { &getc, 1, g, 0, NULL }, d2 = { &incrc, 1, i1, 0, NULL };
+    redis_defer(r, &d1);
+    redis_defer(r, &d2);
+    CHECK(redis_stat_round_trips(r) == rt && d1.state == REDIS_DEFER_QUEUED);   /* nothing sent yet */
+    CHECK(cmd(r, rep, 1, ping) == 0 && rep[0]->type == REDIS_REPLY_STATUS && !strcmp(rep[0]->str, "PONG"));
+    redis_replies_free(rep, 1);
+    CHECK(redis_stat_round_trips(r) == rt + 1);   /* the PING carried both */
+    CHECK(d1.state == REDIS_DEFER_DONE && d2.state == REDIS_DEFER_DONE);
+    CHECK(redis_collect(r, &d1) == 0 && redis_collect(r, &d2) == 0);
+    CHECK(redis_stat_round_trips(r) == rt + 1);
+    CHECK(g[0] && g[0]->type == REDIS_REPLY_STRING && !strcmp(g[0]->str, "x"));
+    CHECK(i1[0] && i1[0]->type == REDIS_REPLY_INTEGER && i1[0]->integer == 1);
+    redis_replies_free(g, 1);
+    redis_replies_free(i1, 1);
+
+    /* Nothing else went out: collecting sends it alone, once. */
+    struct redis_deferred d3 = { &incrc, 1, i2, 0, NULL };
+    redis_defer(r, &d3);
+    CHECK(redis_collect(r, &d3) == 0 && i2[0]->integer == 2);
+    CHECK(redis_collect(r, &d3) == 0 && redis_stat_round_trips(r) == rt + 2);
+    redis_replies_free(i2, 1);
+
+    /* Withdrawn: never sent. */
+    redis_defer(r, &d3);
+    redis_withdraw(r, &d3);
+    CHECK(cmd(r, rep, 2, get) == 0);
+    redis_replies_free(rep, 1);
+    CHECK(d3.state == REDIS_DEFER_QUEUED && i2[0] == NULL);
+    const char *getn[] = { "GET", "t:dn" };
+    CHECK(cmd(r, rep, 2, getn) == 0 && rep[0]->type == REDIS_REPLY_STRING && !strcmp(rep[0]->str, "2"));
+    redis_replies_free(rep, 1);
+
+    /* A pipeline: deferred, carried, its replies read without a round trip of its own. */
+    struct pipeline p, q;
+    pipeline_init(&p);
+    CHECK(pipeline_addl(&p, "INCR", "t:dn", (char *)NULL) == 0);
+    CHECK(pipeline_addl(&p, "GET", "t:d", (char *)NULL) == 0);
+    CHECK(pipeline_defer(&p, r) == 0);
+    CHECK(pipeline_addl(&p, "GET", "t:d", (char *)NULL) == -1);   /* handed over: no more */
+    rt = redis_stat_round_trips(r);
+    CHECK(cmd(r, rep, 1, ping) == 0);
+    redis_replies_free(rep, 1);
+    CHECK(pipeline_exec(&p, r) == 0 && redis_stat_round_trips(r) == rt + 1);
+    CHECK(pipeline_reply(&p, 0)->integer == 3 && !strcmp(pipeline_reply(&p, 1)->str, "x"));
+    pipeline_free(&p);
+    /* Freed while queued: withdrawn, so the next round trip does not touch freed memory. */
+    pipeline_init(&q);
+    pipeline_addl(&q, "INCR", "t:dn", (char *)NULL);
+    CHECK(pipeline_defer(&q, r) == 0);
+    pipeline_free(&q);
+    CHECK(cmd(r, rep, 2, getn) == 0 && !strcmp(rep[0]->str, "3"));
+    redis_replies_free(rep, 1);
+    pipeline_init(&q);
+    CHECK(pipeline_defer(&q, r) == 0 && pipeline_exec(&q, r) == 0);   /* empty: nothing queued nor sent */
+    pipeline_free(&q);
+    CHECK(pipeline_defer(&q, NULL) == -1);
+    redis_free(r);
+
+    /* Redis down: the carrying round trip fails for both; collecting then waits on nothing. */
+    log_lines = 0;
+    r = conn("unix:/nonexistent/redis.sock", 1000);
+    struct redis_deferred d4 = { &getc, 1, g, 0, NULL };
+    redis_defer(r, &d4);
+    CHECK(cmd(r, rep, 1, ping) == -1 && d4.state == REDIS_DEFER_FAILED && g[0] == NULL);
+    double t0 = now_ms();
+    CHECK(redis_collect(r, &d4) == -1 && now_ms() - t0 < 5);
+    redis_defer(r, &d4);   /* deferred while backing off: stays queued, then fails at once */
+    CHECK(cmd(r, rep, 1, ping) == -1 && d4.state == REDIS_DEFER_QUEUED);
+    CHECK(redis_collect(r, &d4) == -1 && d4.state == REDIS_DEFER_FAILED && now_ms() - t0 < 5);
+    CHECK(log_lines == 1 && redis_stat_round_trips(r) == 0);
     redis_free(r);
 }
 
@@ -517,6 +603,23 @@ static void test_batch(redis_conn *r)
     dns_answer_release(a1);
     dns_answer_release(a2);
     dns_answer_release(a3);
+    /* A read deferred by someone else (a check's reputation read) rides with the batch. */
+    const char *hg[] = { "HGETALL", "t:rep:ip:192.0.2.1" };
+    struct redis_cmd hgc = { 2, hg, NULL };
+    redisReply *hrep[1];
+    struct redis_deferred d = { &hgc, 1, hrep, 0, NULL };
+    rt = redis_stat_round_trips(r);
+    redis_defer(r, &d);
+    h1 = b->start(b, "mx.example.com", DNS_T_A);
+    h3 = b->start(b, "example.com", DNS_T_TXT);
+    a1 = b->wait(b, h1, -1);
+    a3 = b->wait(b, h3, -1);
+    CHECK(redis_stat_round_trips(r) == rt + 1 && d.state == REDIS_DEFER_DONE);
+    CHECK(redis_collect(r, &d) == 0 && hrep[0]->type == REDIS_REPLY_ARRAY && redis_stat_round_trips(r) == rt + 1);
+    CHECK(a1->status == DNS_OK && a3->status == DNS_OK);
+    redis_replies_free(hrep, 1);
+    dns_answer_release(a1);
+    dns_answer_release(a3);
     /* A miss costs: the batch read, the lock (with a second look), the store. */
     rt = redis_stat_round_trips(r);
     void *m1 = b->start(b, "fresh1.example.com", DNS_T_A);
@@ -785,6 +888,7 @@ int main(void)
     struct server s;
     if (server_start(&s, "main", NULL) < 0) return 1;
     test_pipeline(&s);
+    test_defer(&s);
     test_fork(&s);
     test_auth_db();
     test_kill_and_backoff();

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "check.h"
+#include "message.h"
 #include "redis_server.h"
 #include "reputation.h"
 #include "rules.h"
@@ -254,6 +255,232 @@ static void test_unavailable(void)
     redis_free(dead);
 }
 
+static const char *reason_of(const struct as_score *s, const char *name)
+{
+    for (size_t i = 0; i < s->nsym; i++)
+        if (!strcmp(s->sym[i].name, name)) return s->sym[i].reason;
+    return NULL;
+}
+
+/* ---- the read started before the checks ---- */
+
+static int same_entity(const struct rep_entity *a, const struct rep_entity *b)
+{
+    return a->present == b->present && !strcmp(a->id, b->id) && !memcmp(a->count, b->count, sizeof a->count) &&
+           a->nstale == b->nstale;
+}
+
+/* The started read sees what a read after the checks sees. */
+static int same_view(const struct reputation_view *a, const struct reputation_view *b)
+{
+    int same = a->available == b->available && a->ndkim == b->ndkim;
+    for (size_t i = 0; i < REP_NKINDS; i++) same = same && same_entity(&a->one[i], &b->one[i]);
+    for (size_t i = 0; same && i < a->ndkim; i++) same = same_entity(&a->dkim[i], &b->dkim[i]);
+    return same;
+}
+
+static const char started_msg[] =
+    "From: Shop News <news@Started.Test>\r\n"
+    "DKIM-Signature: v=1; a=rsa-sha256; d=Mail.Started.Test;\r\n\ts=s1; h=from; bh=x; b=y\r\n"
+    "DKIM-Signature: v=1; a=rsa-sha256; d = esp.test ; s=s2; h=from; bh=x; b=z\r\n"
+    "DKIM-Signature: v=1; a=rsa-sha256; d=mail.started.test; s=s3; h=from; bh=x; b=w\r\n"
+    "Subject: hello\r\n\r\nbody\r\n";
+
+/* One round trip shared with the DNS questions (a PING stands in for them), the
+ * same counts as reputation_read, and one more trip only for what the header did
+ * not show. */
+static void test_started(redis_conn *r)
+{
+    struct reputation_config cfg = { 0, 0 };
+    struct message hdr;
+    struct msg m;
+    struct reputation_read rd;
+    struct reputation_view want, got;
+    const char *ping[] = { "PING" };
+    struct redis_cmd pc = { 1, ping, NULL };
+    redisReply *rep[1];
+    CHECK(message_parse(&hdr, started_msg, strlen(started_msg)) == 0);
+    msg_init(&m, "192.0.2.77", "started.test", AS_PASS, AS_PASS);
+    m.env.mail_from = "bounce@Started.Test.";
+    m.v.spf.domain = (char *)"Started.Test";
+    add_sig(&m, "mail.started.test", AS_PASS);
+    add_sig(&m, "esp.test", AS_FAIL);
+    deliver(r, &cfg, &m, T0 - 3600);
+    deliver(r, &cfg, &m, T0);
+    reputation_read(r, &cfg, &m.env, &m.v, T0, &want);
+    CHECK(want.available && want.one[REP_FROM].count[REP_MESSAGES][REP_24H] == 2);
+
+    unsigned long rt = redis_stat_round_trips(r);
+    reputation_read_start(r, &m.env, &hdr, &rd);
+    CHECK(rd.n == 8);   /* ip, net, spf, from, ip|from, net|from, two DKIM domains */
+    CHECK(redis_stat_round_trips(r) == rt);
+    CHECK(redis_exec(r, &pc, 1, rep) == 0);
+    redis_replies_free(rep, 1);
+    reputation_read_finish(r, &rd, &cfg, &m.env, &m.v, T0, &got);
+    CHECK(redis_stat_round_trips(r) == rt + 1);
+    CHECK(same_view(&got, &want));
+    reputation_view_clear(&got);
+
+    /* Nothing else went out (every DNS answer was in the process's cache): alone, once. */
+    rt = redis_stat_round_trips(r);
+    reputation_read_start(r, &m.env, &hdr, &rd);
+    reputation_read_finish(r, &rd, &cfg, &m.env, &m.v, T0, &got);
+    CHECK(redis_stat_round_trips(r) == rt + 1 && same_view(&got, &want));
+    reputation_view_clear(&got);
+
+    /* The verdict names a DKIM domain the header did not (libopendkim read d= otherwise):
+     * that one is read in one more trip, the rest came with the first. */
+    struct msg other = m;
+    other.v.dkim.sigs = other.sigs;
+    other.sigs[1].domain = (char *)"elsewhere.test";
+    struct reputation_view want2;
+    reputation_read(r, &cfg, &other.env, &other.v, T0, &want2);
+    rt = redis_stat_round_trips(r);
+    reputation_read_start(r, &other.env, &hdr, &rd);
+    CHECK(redis_exec(r, &pc, 1, rep) == 0);
+    redis_replies_free(rep, 1);
+    reputation_read_finish(r, &rd, &cfg, &other.env, &other.v, T0, &got);
+    CHECK(redis_stat_round_trips(r) == rt + 2 && same_view(&got, &want2));
+    reputation_view_clear(&got);
+    reputation_view_clear(&want2);
+
+    /* A check that fails drops its read: never sent, nothing left queued. */
+    rt = redis_stat_round_trips(r);
+    reputation_read_start(r, &m.env, &hdr, &rd);
+    reputation_read_drop(&rd);
+    reputation_read_drop(&rd);
+    CHECK(redis_exec(r, &pc, 1, rep) == 0);
+    redis_replies_free(rep, 1);
+    CHECK(redis_stat_round_trips(r) == rt + 1);
+
+    /* Redis down: nothing counted, nothing waits. */
+    char url[200];
+    snprintf(url, sizeof url, "unix:%s/none.sock", srv.dir);
+    redis_conn *dead = conn(url);
+    logged = 0;
+    reputation_read_start(dead, &m.env, &hdr, &rd);
+    CHECK(redis_exec(dead, &pc, 1, rep) == -1);
+    reputation_read_finish(dead, &rd, &cfg, &m.env, &m.v, T0, &got);
+    CHECK(!got.available && got.one[REP_FROM].present && got.one[REP_FROM].count[REP_MESSAGES][REP_24H] == 0);
+    CHECK(logged == 1);
+    reputation_view_clear(&got);
+    redis_free(dead);
+
+    /* No identity at all: nothing asked, nothing available (as before the split). */
+    struct msg nobody;
+    msg_init(&nobody, "not an address", NULL, AS_NONE, AS_NONE);
+    nobody.v.spf.domain = NULL;
+    rt = redis_stat_round_trips(r);
+    reputation_read(r, &cfg, &nobody.env, &nobody.v, T0, &got);
+    CHECK(!got.available && redis_stat_round_trips(r) == rt);
+    reputation_view_clear(&got);
+
+    /* Without Redis the start costs nothing. */
+    reputation_read_start(NULL, &m.env, &hdr, &rd);
+    CHECK(rd.n == 0);
+    reputation_read_finish(NULL, &rd, &cfg, &m.env, &m.v, T0, &got);
+    CHECK(!got.available && got.ndkim == 2);
+    reputation_view_clear(&got);
+    reputation_view_clear(&want);
+    message_free(&hdr);
+}
+
+static const char engine_rules[] =
+    "symbol \"REP\" { score = 1, rule = function(m)\n"
+    "  local r = m.reputation\n"
+    "  local d = r.dkim['example.net']\n"
+    "  return true, 1, string.format('%s %d %d %d', tostring(r.available), r.from_domain.messages_24h,\n"
+    "    r.net_from.messages_24h, d and d.messages_24h or -1)\n"
+    "end }\n";
+
+static const char engine_msg[] =
+    "From: Alice <alice@example.net>\r\n"
+    "To: bob@example.com\r\n"
+    "Subject: one round trip\r\n"
+    "Message-ID: <rt1@example.net>\r\n"
+    "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=example.net; s=ed2026;\r\n"
+    "\th=from:to:subject; bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=; b=AAAA\r\n"
+    "\r\n"
+    "Hello.\r\n";
+
+static as_engine *engine(const char *url, const char *rules_path, int record)
+{
+    static const char *servers[2];
+    const char *files[] = { rules_path, NULL };
+    servers[0] = getenv("AS_DNS");
+    struct as_config cfg = { .authserv_id = "test", .dns_servers = servers, .redis_url = url, .redis_prefix = "e:",
+                             .redis_io_ms = 1000, .rules = files, .no_record = !record, .log = quiet };
+    as_engine *e = as_engine_new(&cfg, err, sizeof err);
+    if (!e) fprintf(stderr, "as_engine_new: %s\n", err);
+    return e;
+}
+
+/* One check as a new Exim process makes it: the result, its reputation as the rules saw
+ * it, and the Redis round trips it took. */
+static unsigned long check_once(as_engine *e, char *seen, size_t seenlen, struct as_verdict *v)
+{
+    struct as_envelope env = { "2001:db8:25::7", "mx.example.net", "alice@example.net" };
+    unsigned long before = redis_stat_round_trips(as_engine_redis(e));
+    seen[0] = '\0';
+    if (as_check(e, &env, engine_msg, strlen(engine_msg), v) != 0) return 999;
+    const char *why = reason_of(&v->score, "REP");
+    snprintf(seen, seenlen, "%s", why ? why : "(no REP)");
+    return redis_stat_round_trips(as_engine_redis(e)) - before;
+}
+
+/* The whole check, fresh engine, warm Redis: the DNS questions that wait on nothing
+ * and the reputation read go in one round trip; the counters in one more. */
+static void test_engine_round_trips(void)
+{
+    if (!getenv("AS_DNS")) {
+        printf("reputation_test: engine round trips skipped: AS_DNS is not set (tests/run.sh starts NSD)\n");
+        return;
+    }
+    char path[200], seen[200];
+    snprintf(path, sizeof path, "%s/engine.lua", srv.dir);
+    FILE *fp = fopen(path, "w");
+    if (!fp) { CHECK(0); return; }
+    fputs(engine_rules, fp);
+    fclose(fp);
+    struct as_verdict v;
+
+    as_engine *e = engine(srv.url, path, 1);   /* a cold Redis: filled with answers and counters */
+    if (!e) { CHECK(0); return; }
+    CHECK(check_once(e, seen, sizeof seen, &v) < 999);
+    CHECK(v.spf.result == AS_PASS && v.dmarc.result == AS_PASS && v.dkim.n == 1);
+    CHECK_STR(seen, "true 0 0 0");
+    as_verdict_clear(&v);
+    as_engine_free(e);
+
+    e = engine(srv.url, path, 0);              /* a new process, reading only */
+    CHECK(check_once(e, seen, sizeof seen, &v) == 1);
+    CHECK_STR(seen, "true 1 1 1");
+    as_verdict_clear(&v);
+    as_engine_free(e);
+
+    e = engine(srv.url, path, 1);              /* a new process, as Exim runs it */
+    CHECK(check_once(e, seen, sizeof seen, &v) == 2);   /* one read, one write */
+    CHECK_STR(seen, "true 1 1 1");
+    as_verdict_clear(&v);
+    CHECK(check_once(e, seen, sizeof seen, &v) == 2);   /* DNS from the process's cache: the read goes alone */
+    CHECK_STR(seen, "true 2 2 2");
+    as_verdict_clear(&v);
+    as_engine_free(e);
+
+    /* Redis down: the same verdicts, no counts, one failure logged. */
+    char url[200];
+    snprintf(url, sizeof url, "unix:%s/none.sock", srv.dir);
+    logged = 0;
+    e = engine(url, path, 1);
+    CHECK(check_once(e, seen, sizeof seen, &v) == 0);
+    CHECK(v.spf.result == AS_PASS && v.dmarc.result == AS_PASS);
+    CHECK_STR(seen, "false 0 0 0");
+    CHECK(logged == 1);
+    as_verdict_clear(&v);
+    as_engine_free(e);
+    unlink(path);
+}
+
 /* ---- the rules' side ---- */
 
 static const char rule_file[] =
@@ -285,12 +512,6 @@ static const char rule_file[] =
     "  return true, 1, table.concat({ e1, e2, e3, e4 }, ' / ')\n"
     "end }\n";
 
-static const char *reason_of(const struct as_score *s, const char *name)
-{
-    for (size_t i = 0; i < s->nsym; i++)
-        if (!strcmp(s->sym[i].name, name)) return s->sym[i].reason;
-    return NULL;
-}
 
 static void test_rules(redis_conn *r, redisContext *adm)
 {
@@ -365,6 +586,8 @@ int main(void)
         test_dkim_and_rounds(r, adm);
         test_corrupt(r, adm);
         test_unavailable();
+        test_started(r);
+        test_engine_round_trips();
         test_rules(r, adm);
     }
     if (adm) redisFree(adm);
