@@ -12,7 +12,13 @@ pass=0; fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 
-redis_stop() { [ -f "$D/redis.pid" ] && kill "$(cat "$D/redis.pid")" 2>/dev/null; rm -f "$D/redis.pid"; }
+# Stop the daemonized redis-server and wait until it is gone, so nothing writes into $D as it is removed.
+redis_stop() {
+    [ -f "$D/redis.pid" ] || return 0
+    p=$(cat "$D/redis.pid"); kill "$p" 2>/dev/null
+    i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    rm -f "$D/redis.pid"
+}
 trap 'redis_stop; [ -n "${KEEP:-}" ] || rm -rf "$D"' EXIT INT TERM
 redis-server --port 0 --unixsocket "$D/redis.sock" --save '' --appendonly no --daemonize yes \
     --pidfile "$D/redis.pid" --dir "$D" --logfile "$D/redis.log" || { echo "report_test: no redis-server"; exit 1; }
