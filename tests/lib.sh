@@ -41,3 +41,23 @@ dns_stop() {
     [ -f "$DNS_DIR/nsd.pid" ] && kill "$(cat "$DNS_DIR/nsd.pid")" 2>/dev/null
     rm -rf "$DNS_DIR"; DNS_DIR=
 }
+
+# redis_start DIR: a throwaway redis-server on the unix socket DIR/redis.sock (no TCP port, no
+# persistence); sets REDIS to its URL.  redis_stop DIR stops it and waits until it is gone, so
+# nothing writes into DIR as the caller removes it.
+redis_start() {
+    redis-server --port 0 --unixsocket "$1/redis.sock" --save '' --appendonly no --daemonize yes \
+        --pidfile "$1/redis.pid" --dir "$1" --logfile "$1/redis.log" || { echo "no redis-server" >&2; return 1; }
+    i=0
+    until redis-cli -s "$1/redis.sock" ping >/dev/null 2>&1; do
+        i=$((i + 1)); [ $i -gt 50 ] && { echo "redis-server did not start" >&2; return 1; }
+        sleep 0.1
+    done
+    REDIS="unix:$1/redis.sock"
+}
+redis_stop() {
+    [ -f "$1/redis.pid" ] || return 0
+    p=$(cat "$1/redis.pid"); kill "$p" 2>/dev/null
+    i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    rm -f "$1/redis.pid"
+}

@@ -12,22 +12,9 @@ pass=0; fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 
-# Stop the daemonized redis-server and wait until it is gone, so nothing writes into $D as it is removed.
-redis_stop() {
-    [ -f "$D/redis.pid" ] || return 0
-    p=$(cat "$D/redis.pid"); kill "$p" 2>/dev/null
-    i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-    rm -f "$D/redis.pid"
-}
-trap 'redis_stop; [ -n "${KEEP:-}" ] || rm -rf "$D"' EXIT INT TERM
-redis-server --port 0 --unixsocket "$D/redis.sock" --save '' --appendonly no --daemonize yes \
-    --pidfile "$D/redis.pid" --dir "$D" --logfile "$D/redis.log" || { echo "report_test: no redis-server"; exit 1; }
-i=0
-until redis-cli -s "$D/redis.sock" ping >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -gt 50 ] && { echo "report_test: redis-server did not start"; exit 1; }
-    sleep 0.1
-done
-REDIS="unix:$D/redis.sock"
+. tests/lib.sh
+trap 'redis_stop "$D"; [ -n "${KEEP:-}" ] || rm -rf "$D"' EXIT INT TERM
+redis_start "$D" || { echo "report_test: cannot start redis-server"; exit 1; }
 TODAY=$(date -u +%F)
 report() { "$AUTHSCORE" dmarc-report --date "$TODAY" --org-name "Receiver Test" --org-email dmarc@receiver.test \
                --redis "$REDIS" --zone "$DATA/zone.db" "$@"; }

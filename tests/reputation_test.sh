@@ -10,22 +10,9 @@ pass=0; fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 
-# Stop the daemonized redis-server and wait until it is gone, so nothing writes into $D as it is removed.
-redis_stop() {
-    [ -f "$D/redis.pid" ] || return 0
-    p=$(cat "$D/redis.pid"); kill "$p" 2>/dev/null
-    i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-    rm -f "$D/redis.pid"
-}
-trap 'redis_stop; rm -rf "$D"' EXIT INT TERM
-redis-server --port 0 --unixsocket "$D/redis.sock" --save '' --appendonly no --daemonize yes \
-    --pidfile "$D/redis.pid" --dir "$D" --logfile "$D/redis.log" || { echo "reputation_test: no redis-server"; exit 1; }
-i=0
-until redis-cli -s "$D/redis.sock" ping >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -gt 50 ] && { echo "reputation_test: redis-server did not start"; exit 1; }
-    sleep 0.1
-done
-REDIS="unix:$D/redis.sock"
+. tests/lib.sh
+trap 'redis_stop "$D"; rm -rf "$D"' EXIT INT TERM
+redis_start "$D" || { echo "reputation_test: cannot start redis-server"; exit 1; }
 run() { "$AUTHSCORE" check --zone "$DATA/zone.db" --json "$@"; }
 field() { python3 -c 'import json,sys; v=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 
@@ -65,7 +52,7 @@ plain=$(run $spoof | field '(v["action"], v["score"], [s["name"] for s in v["sym
 [ "$plain" = "('accept', -0.1, ['R_SPF_ALLOW', 'R_DKIM_NA', 'DMARC_POLICY_SOFTFAIL'])" ] && ok || bad "no Redis: $plain"
 
 # Redis dead: same as without, exit status 0, one log line.
-redis_stop
+redis_stop "$D"
 sleep 0.2
 dead=$(run --redis "$REDIS" $spoof 2>"$D/err" | field '(v["action"], v["score"], [s["name"] for s in v["symbols"]])')
 [ "$dead" = "$plain" ] && ok || bad "Redis dead: $dead"
