@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 #include <opendkim/dkim.h>
 #include "check.h"
+#include "dkim_fixture.h"
 #include "dkim.h"
 
 #define DATA "tests/data/dkim/"
@@ -26,67 +27,6 @@ SANITIZER_HOOK const char *__asan_default_options(void) { return "fast_unwind_on
 
 static dkim_verifier *fast, *ref;
 static unsigned long compared, shown, results[8];
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    if (!f) return NULL;
-    for (;;) {
-        if (n + 4097 > cap) {
-            char *nb = realloc(buf, cap = cap ? cap * 2 : 8192);
-            if (!nb) { free(buf); fclose(f); return NULL; }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        if (!r) break;
-        n += r;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
-static dns_ctx *new_dns(void)
-{
-    static const char *no_zones[] = { NULL };
-    struct dns_config cfg = { .zones = no_zones, .timeout_ms = 200, .budget_ms = 4000 };
-    char err[256];
-    dns_ctx *d = dns_new(&cfg, err, sizeof err);
-    if (!d) fprintf(stderr, "dns_new: %s\n", err);
-    return d;
-}
-
-static void zone_text(dns_ctx *d, const char *text)
-{
-    char err[256];
-    if (dns_zone_add_text(d, text, NULL, err, sizeof err) != 0) fprintf(stderr, "zone: %s\n", err);
-}
-
-/* One TXT RR holding rdata verbatim, split in 255-byte strings. */
-static void zone_txt(dns_ctx *d, const char *name, const char *rdata, size_t len)
-{
-    char *t = malloc(strlen(name) + 4 * len + len / 255 * 3 + 64), *o = t;
-    if (!t) return;
-    o += sprintf(o, "%s. 300 IN TXT", name);
-    size_t i = 0;
-    do {
-        *o++ = ' ';
-        *o++ = '"';
-        for (size_t k = 0; k < 255 && i < len; k++, i++) {
-            unsigned char c = (unsigned char)rdata[i];
-            if (c == '"' || c == '\\') { *o++ = '\\'; *o++ = (char)c; }
-            else if (c < 32 || c > 126) o += sprintf(o, "\\%03u", c);
-            else *o++ = (char)c;
-        }
-        *o++ = '"';
-    } while (i < len);
-    strcpy(o, "\n");
-    zone_text(d, t);
-    free(t);
-}
 
 static int same_str(const char *a, const char *b)
 {
