@@ -332,9 +332,9 @@ static void fail(redis_conn *r, const char *why)
     say(r, "redis: %s: %s; not using Redis for %u ms", where(r, w, sizeof w), why, r->backoff_ms);
 }
 
-static redisContext *open_tcp(const redis_conn *r, const struct endpoint *ep, char *why, size_t whylen)
+/* A fresh context (or NULL) checked and given the I/O timeout; NULL with the reason in why. */
+static redisContext *ready(const redis_conn *r, redisContext *c, char *why, size_t whylen)
 {
-    redisContext *c = redisConnectWithTimeout(ep->host, ep->port, ms_tv(r->connect_ms));
     if (!c) {
         snprintf(why, whylen, "out of memory");
         return NULL;
@@ -345,6 +345,11 @@ static redisContext *open_tcp(const redis_conn *r, const struct endpoint *ep, ch
         return NULL;
     }
     return c;
+}
+
+static redisContext *open_tcp(const redis_conn *r, const struct endpoint *ep, char *why, size_t whylen)
+{
+    return ready(r, redisConnectWithTimeout(ep->host, ep->port, ms_tv(r->connect_ms)), why, whylen);
 }
 
 /* Append and read n commands on c with SIGPIPE held off: a peer that went away
@@ -439,19 +444,8 @@ static int discover(redis_conn *r, char *why, size_t whylen)
 
 static redisContext *connect_server(redis_conn *r, char *why, size_t whylen)
 {
-    if (r->kind == R_UNIX) {
-        redisContext *c = redisConnectUnixWithTimeout(r->path, ms_tv(r->connect_ms));
-        if (!c) {
-            snprintf(why, whylen, "out of memory");
-            return NULL;
-        }
-        if (c->err || redisSetTimeout(c, ms_tv(r->io_ms)) != REDIS_OK) {
-            snprintf(why, whylen, "connect: %s", c->err ? c->errstr : "cannot set the I/O timeout");
-            redisFree(c);
-            return NULL;
-        }
-        return c;
-    }
+    if (r->kind == R_UNIX)
+        return ready(r, redisConnectUnixWithTimeout(r->path, ms_tv(r->connect_ms)), why, whylen);
     if (r->kind == R_SENTINEL && discover(r, why, whylen) < 0) return NULL;
     return open_tcp(r, &r->server, why, whylen);
 }
