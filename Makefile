@@ -10,7 +10,7 @@ WARN    := -std=gnu11 -Wall -Wextra -Werror
 ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -I/usr/include/exim4
 LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lspf2 -lopendmarc -lhiredis -lcrypto -lz -lm
 
-LIB_SRC := $(filter-out plugin/cli.c plugin/exim.c,$(wildcard plugin/*.c))
+LIB_SRC := $(filter-out plugin/cli.c plugin/exim.c plugin/luadump.c,$(wildcard plugin/*.c))
 LIB_OBJ := $(LIB_SRC:plugin/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/default_rules.o
 TEST_SRC := $(wildcard tests/*_test.c tests/*_suite.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -28,11 +28,14 @@ $(BUILD)/obj/%.o: plugin/%.c $(wildcard include/*.h plugin/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-# The default ruleset is compiled in: nothing to find or read at start-up.
-$(BUILD)/gen/default_rules.c: lua/default.lua
+# The default ruleset is compiled in, as text and as Lua bytecode (plugin/luadump.c, a build-time
+# tool): nothing to find, read or compile at start-up.
+$(BUILD)/gen/luadump: plugin/luadump.c
 	@mkdir -p $(@D)
-	{ echo 'const char rules_default_lua[] ='; \
-	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+	$(CC) $(WARN) $(CFLAGS) $(shell pkg-config --cflags lua5.4) -o $@ $< $(shell pkg-config --libs lua5.4)
+
+$(BUILD)/gen/default_rules.c: lua/default.lua $(BUILD)/gen/luadump
+	$(BUILD)/gen/luadump $< $@
 
 $(BUILD)/obj/default_rules.o: $(BUILD)/gen/default_rules.c
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<

@@ -21,7 +21,9 @@
 #define MAX_TICKS 20000UL          /* 20 million instructions for all rules of one message */
 #define PATTERN_STEPS 1000000UL    /* pattern-matching steps for all rules of one message */
 
-extern const char rules_default_lua[];          /* lua/default.lua, embedded at build time */
+/* lua/default.lua, embedded at build time as text (NUL included in _len) and as bytecode (luadump.c) */
+extern const unsigned char rules_default_lua[], rules_default_luac[];
+extern const unsigned long rules_default_lua_len, rules_default_luac_len;
 
 struct rsym {
     char *name, *where;             /* where = "file:line" of its definition */
@@ -445,11 +447,10 @@ static void push_env(lua_State *L)
     lua_setmetatable(L, -2);
 }
 
-/* Load text (never bytecode) as a chunk running in its own environment; leaves
- * the chunk's results on the stack.  Errors propagate to the caller's pcall. */
-static int run_chunk(lua_State *L, const char *src, size_t len, const char *chunkname, int nresults)
+/* Run the loaded chunk on top of the stack in its own environment; leaves the
+ * chunk's results on the stack.  Errors propagate to the caller's pcall. */
+static int run_loaded(lua_State *L, int nresults)
 {
-    if (luaL_loadbufferx(L, src, len, chunkname, "t") != LUA_OK) return lua_error(L);
     push_env(L);
     lua_pushvalue(L, -1);
     lua_setupvalue(L, -3, 1);
@@ -459,6 +460,25 @@ static int run_chunk(lua_State *L, const char *src, size_t len, const char *chun
     freeze_env(L, env);
     lua_remove(L, env);
     return nresults;
+}
+
+/* Load text (never bytecode: rule files are untrusted) and run it as above. */
+static int run_chunk(lua_State *L, const char *src, size_t len, const char *chunkname, int nresults)
+{
+    if (luaL_loadbufferx(L, src, len, chunkname, "t") != LUA_OK) return lua_error(L);
+    return run_loaded(L, nresults);
+}
+
+/* The built-in ruleset: our own bytecode, made at build time from the same text,
+ * saves compiling it in every fresh process; the text if this Lua cannot load it. */
+static void run_builtin(lua_State *L)
+{
+    if (luaL_loadbufferx(L, (const char *)rules_default_luac, rules_default_luac_len, "@default.lua", "b") == LUA_OK) {
+        run_loaded(L, 0);
+        return;
+    }
+    lua_pop(L, 1);
+    run_chunk(L, (const char *)rules_default_lua, rules_default_lua_len - 1, "@default.lua", 0);
 }
 
 /* Push the contents of a file as a Lua string.  The buffer is a userdata, so an
@@ -596,7 +616,7 @@ static int l_load_all(lua_State *L)
     if (!r->files[0]) {
         lua_pushliteral(L, ".");
         lua_setfield(L, LUA_REGISTRYINDEX, "authscore.dir");
-        run_chunk(L, rules_default_lua, strlen(rules_default_lua), "@default.lua", 0);
+        run_builtin(L);
         return 0;
     }
     for (char **f = r->files; *f; f++) {

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <lauxlib.h>
 #include "check.h"
 #include "rules.h"
 
@@ -341,6 +342,36 @@ static void test_lazy_m(void)
     rules_free(r);
 }
 
+/* The built-in ruleset's bytecode (made by luadump at build time) loads in this Lua
+ * and is the same program as its text: same functions, same line numbers. */
+extern const unsigned char rules_default_lua[], rules_default_luac[];
+extern const unsigned long rules_default_lua_len, rules_default_luac_len;
+
+/* Lines of the chunk on top of the stack that hold code, negative if it does not come
+ * from default.lua (pops it). */
+static int code_lines(lua_State *L)
+{
+    lua_Debug ar;
+    int n = 0;
+    lua_pushvalue(L, -1);
+    lua_getinfo(L, ">SL", &ar);
+    if (strcmp(ar.source, "@default.lua") != 0) n = -1000000;
+    for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) n++;
+    lua_pop(L, 2);
+    return n;
+}
+
+static void test_builtin_bytecode(void)
+{
+    lua_State *L = luaL_newstate();
+    CHECK(luaL_loadbufferx(L, (const char *)rules_default_luac, rules_default_luac_len, "=b", "b") == LUA_OK);
+    int nb = code_lines(L);
+    CHECK(luaL_loadbufferx(L, (const char *)rules_default_lua, rules_default_lua_len - 1, "@default.lua", "t") == LUA_OK);
+    int nt = code_lines(L);
+    CHECK(nb > 20 && nb == nt);
+    lua_close(L);
+}
+
 int main(void)
 {
     if (!mkdtemp(tmpdir)) return 1;
@@ -350,6 +381,7 @@ int main(void)
     test_load_errors();
     test_depends_and_reload();
     test_lazy_m();
+    test_builtin_bytecode();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) return 1;
