@@ -25,6 +25,10 @@ int dkim_check(dkim_verifier *v, dns_ctx *dns, const struct message *m, struct a
 /* Ask for the key of every signature dkim_check() would verify, ahead of need. */
 void dkim_prefetch(const dkim_verifier *v, dns_ctx *dns, const struct message *m);
 
+/* The first value of one-letter tag c in a DKIM-Signature value (tag list of RFC
+ * 6376 3.2), white space removed, into out[outlen]; "" when absent or too long. */
+void dkim_tag_copy(const char *v, size_t len, char c, char *out, size_t outlen);
+
 /* The body hash of a DKIM signature: body (its line ends CRLF, LF or CR) under
  * relaxed (1) or simple (0) canonicalization, SHA-256 (1) or SHA-1 (0), the first
  * l canonical bytes (l < 0: all), the same as libopendkim computes it.  Writes the

@@ -94,36 +94,47 @@ static char *copy_squeezed(const char *p, const char *e)
     return s;
 }
 
+/* Step through a tag list (RFC 6376 3.2): the next spec from *p, its value
+ * [*val, *vend) and *name, the tag's one character (0 for a longer name or a
+ * spec without '=').  Returns 0 at the end of the list. */
+static int tag_next(const char **p, const char *end, char *name, const char **val, const char **vend)
+{
+    if (*p >= end) return 0;
+    const char *semi = memchr(*p, ';', (size_t)(end - *p));
+    const char *se = semi ? semi : end, *eq = memchr(*p, '=', (size_t)(se - *p));
+    *name = 0;
+    if (eq) {
+        const char *n = *p, *ne = eq;
+        while (n < ne && is_wsp((unsigned char)*n)) n++;
+        while (ne > n && is_wsp((unsigned char)ne[-1])) ne--;
+        if (ne - n == 1) *name = *n;
+        *val = eq + 1, *vend = se;
+    }
+    *p = semi ? semi + 1 : end;
+    return 1;
+}
+
 /* Parse the tag list of a DKIM-Signature value (RFC 6376 3.2), keeping the tags we
  * report.  Lenient: a malformed spec is skipped; libopendkim judges syntax.  A tag
  * given twice keeps its first value.  Returns 0, -1 on out-of-memory. */
 static int tags_parse(const char *v, size_t len, struct sig_tags *t)
 {
-    const char *p = v, *end = v + len;
+    const char *p = v, *end = v + len, *val = NULL, *vend = NULL;
+    char name;
     memset(t, 0, sizeof *t);
-    while (p < end) {
-        const char *semi = memchr(p, ';', (size_t)(end - p));
-        const char *se = semi ? semi : end, *eq = memchr(p, '=', (size_t)(se - p));
-        if (eq) {
-            const char *n = p, *ne = eq;
-            while (n < ne && is_wsp((unsigned char)*n)) n++;
-            while (ne > n && is_wsp((unsigned char)ne[-1])) ne--;
-            char **slot = NULL;
-            if (ne - n == 1) {
-                switch (*n) {
-                case 'd': slot = &t->d; break;
-                case 's': slot = &t->s; break;
-                case 'a': slot = &t->a; break;
-                case 'b': slot = &t->b; break;
-                case 'h': slot = &t->h; break;
-                case 'l': slot = &t->l; break;
-                case 'i': slot = &t->i; break;
-                case 'q': slot = &t->q; break;
-                }
-            }
-            if (slot && !*slot && !(*slot = copy_squeezed(eq + 1, se))) { tags_free(t); return -1; }
+    while (tag_next(&p, end, &name, &val, &vend)) {
+        char **slot = NULL;
+        switch (name) {
+        case 'd': slot = &t->d; break;
+        case 's': slot = &t->s; break;
+        case 'a': slot = &t->a; break;
+        case 'b': slot = &t->b; break;
+        case 'h': slot = &t->h; break;
+        case 'l': slot = &t->l; break;
+        case 'i': slot = &t->i; break;
+        case 'q': slot = &t->q; break;
         }
-        p = semi ? semi + 1 : end;
+        if (slot && !*slot && !(*slot = copy_squeezed(val, vend))) { tags_free(t); return -1; }
     }
     return 0;
 }
@@ -172,18 +183,10 @@ static int key_name(char *buf, size_t buflen, const char *sel, const char *dom)
 /* A TXT record that carries a p= tag is taken for a DKIM key record. */
 static int looks_like_key(const char *s, size_t len)
 {
-    const char *p = s, *end = s + len;
-    while (p < end) {
-        const char *semi = memchr(p, ';', (size_t)(end - p));
-        const char *se = semi ? semi : end, *eq = memchr(p, '=', (size_t)(se - p));
-        if (eq) {
-            const char *n = p, *ne = eq;
-            while (n < ne && is_wsp((unsigned char)*n)) n++;
-            while (ne > n && is_wsp((unsigned char)ne[-1])) ne--;
-            if (ne - n == 1 && *n == 'p') return 1;
-        }
-        p = semi ? semi + 1 : end;
-    }
+    const char *p = s, *val, *vend;
+    char name;
+    while (tag_next(&p, s + len, &name, &val, &vend))
+        if (name == 'p') return 1;
     return 0;
 }
 
@@ -473,31 +476,21 @@ static const char *stat_str(DKIM *d, DKIM_STAT st)
     return e ? e : "error";
 }
 
-/* The first value of tag c in a DKIM-Signature value, without white space, into
- * out[outlen]; "" when absent or too long. */
-static void tag_copy(const char *v, size_t len, char c, char *out, size_t outlen)
+void dkim_tag_copy(const char *v, size_t len, char c, char *out, size_t outlen)
 {
-    const char *p = v, *end = v + len;
+    const char *p = v, *val, *vend;
+    char name;
     out[0] = '\0';
-    while (p < end) {
-        const char *semi = memchr(p, ';', (size_t)(end - p));
-        const char *se = semi ? semi : end, *eq = memchr(p, '=', (size_t)(se - p));
-        if (eq) {
-            const char *n = p, *ne = eq;
-            while (n < ne && is_wsp((unsigned char)*n)) n++;
-            while (ne > n && is_wsp((unsigned char)ne[-1])) ne--;
-            if (ne - n == 1 && *n == c) {
-                size_t o = 0;
-                for (const char *q = eq + 1; q < se; q++)
-                    if (!is_wsp((unsigned char)*q)) {
-                        if (o + 1 >= outlen) { out[0] = '\0'; return; }
-                        out[o++] = *q;
-                    }
-                out[o] = '\0';
-                return;
+    while (tag_next(&p, v + len, &name, &val, &vend)) {
+        if (name != c) continue;
+        size_t o = 0;
+        for (const char *q = val; q < vend; q++)
+            if (!is_wsp((unsigned char)*q)) {
+                if (o + 1 >= outlen) { out[0] = '\0'; return; }
+                out[o++] = *q;
             }
-        }
-        p = semi ? semi + 1 : end;
+        out[o] = '\0';
+        return;
     }
 }
 
@@ -509,8 +502,8 @@ void dkim_prefetch(const dkim_verifier *v, dns_ctx *dns, const struct message *m
         char d[MAX_DNS_NAME + 2], sel[MAX_DNS_NAME + 2], name[MAX_DNS_NAME + 2];
         if (!is_sig_header(h)) continue;
         seen++;
-        tag_copy(h->value, h->value_len, 'd', d, sizeof d);
-        tag_copy(h->value, h->value_len, 's', sel, sizeof sel);
+        dkim_tag_copy(h->value, h->value_len, 'd', d, sizeof d);
+        dkim_tag_copy(h->value, h->value_len, 's', sel, sizeof sel);
         if (key_name(name, sizeof name, sel, d) == 0) dns_prefetch(dns, name, DNS_T_TXT);
     }
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <lauxlib.h>
 #include <strings.h>
+#include "dkim.h"
 #include "dmarc.h"
 #include "netaddr.h"
 #include "reputation.h"
@@ -205,37 +206,6 @@ static void ask(struct reputation_read *rd, const char *prefix, int slot, const 
     pipeline_addl(&rd->p, "HGETALL", key, (char *)NULL);
 }
 
-static int is_wsp(char c)
-{
-    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-/* The d= of a DKIM-Signature value as dkim.c reads it: the first d= tag, white
- * space removed.  "" when there is none or it is too long. */
-static void sig_domain(const char *v, size_t len, char *out, size_t outlen)
-{
-    const char *p = v, *end = v + len;
-    out[0] = '\0';
-    while (p < end) {
-        const char *semi = memchr(p, ';', (size_t)(end - p)), *se = semi ? semi : end;
-        const char *eq = memchr(p, '=', (size_t)(se - p)), *n = p, *ne = eq;
-        if (eq) {
-            while (n < ne && is_wsp(*n)) n++;
-            while (ne > n && is_wsp(ne[-1])) ne--;
-        }
-        if (eq && ne - n == 1 && *n == 'd') {
-            size_t o = 0;
-            for (const char *q = eq + 1; q < se; q++) {
-                if (is_wsp(*q)) continue;
-                if (o + 1 >= outlen) { out[0] = '\0'; return; }
-                out[o++] = *q;
-            }
-            out[o] = '\0';
-            return;
-        }
-        p = semi ? semi + 1 : end;
-    }
-}
 
 void reputation_read_start(redis_conn *r, const struct as_envelope *env, const struct message *m,
                            struct reputation_read *rd)
@@ -275,7 +245,7 @@ void reputation_read_start(redis_conn *r, const struct as_envelope *env, const s
     for (size_t i = 0; i < m->nhdr && ndkim < REP_MAX_DKIM; i++) {
         const struct msg_header *h = &m->hdr[i];
         if (h->name_len != 14 || strncasecmp(h->name, "DKIM-Signature", 14) != 0) continue;
-        sig_domain(h->value, h->value_len, d, sizeof d);
+        dkim_tag_copy(h->value, h->value_len, 'd', d, sizeof d);
         if (!domain_id(d, dom, sizeof dom)) continue;
         size_t before = rd->n;
         ask(rd, prefix, REP_NKINDS, dom, NULL);

@@ -9,23 +9,6 @@
 
 #define DATA "tests/data/dkim/"
 
-#ifdef DKIM_TEST_STANDALONE
-/* Built without plugin/engine.c (gcc by hand while other modules are unfinished). */
-const char *as_result_str(enum as_result r)
-{
-    static const char *const w[] = { "none", "pass", "fail", "softfail", "neutral", "temperror", "permerror", "policy" };
-    return (unsigned)r < sizeof w / sizeof *w ? w[r] : "permerror";
-}
-void as_dkim_clear(struct as_dkim *d)
-{
-    for (size_t i = 0; i < d->n; i++) {
-        struct as_dkim_sig *s = &d->sigs[i];
-        free(s->domain); free(s->selector); free(s->algorithm); free(s->identity); free(s->reason);
-    }
-    free(d->sigs);
-    memset(d, 0, sizeof *d);
-}
-#endif
 
 static void zone_txt_file(dns_ctx *d, const char *name, const char *path)
 {

@@ -45,7 +45,7 @@ printf 'symbol "X" {\n  rule = function(m) return m.spf.result == end,\n}\n' > "
 err=$($AUTHSCORE lint "$tmp/broken.lua"); rc=$?
 [ $rc -eq 1 ] && ok || bad "lint exit $rc"
 expect "lint syntax error" "$err" "broken.lua:2:"
-out=$($AUTHSCORE lint examples/authscore.conf examples/rules/default.lua examples/rules/local.lua)
+out=$($AUTHSCORE lint examples/authscore.conf lua/default.lua examples/rules/local.lua)
 expect "lint good config" "$out" "examples/authscore.conf: ok"
 expect "lint good rule set" "$out" "rule files: ok"
 
